@@ -1,0 +1,23 @@
+"""Rebuilds samples/people.mp4 from the bundled photos (see samples/README.md).
+
+    .venv/bin/python samples/make_sample.py
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vidanon.synth import Occluder, photo, write_video
+
+if __name__ == "__main__":
+    out = Path(__file__).resolve().parent / "people.mp4"
+    write_video(
+        out,
+        [(photo("faceapi-sample1.jpg"), 50), (photo("faceapi-sample5.jpg"), 50)],
+        size=(640, 360),
+        fps=25,
+        # a pole passes in front of the left half for five frames: tracks must survive it
+        occluders=(Occluder(20, 25, 0.0, 0.55),),
+        crf=20,
+    )
+    print(out)

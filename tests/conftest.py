@@ -1,0 +1,79 @@
+"""Shared fixtures: real small videos made with PyAV from the bundled photos, with audio."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from vidanon.config import DetectConfig
+from vidanon.detect.yunet import YuNetDetector
+from vidanon.synth import Occluder, photo, write_video
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def people_clip(media) -> Path:
+    """36 frames, 480x270, two scenes (4 then 5 people), a full-width occluder on frames 8-12, AAC audio."""
+    return write_video(
+        media / "people.mp4",
+        [(photo("faceapi-sample1.jpg"), 20), (photo("faceapi-sample5.jpg"), 16)],
+        size=(480, 270),
+        occluders=(Occluder(8, 13, 0.0, 1.0),),
+    )
+
+
+@pytest.fixture(scope="session")
+def detector() -> YuNetDetector:
+    return YuNetDetector(DetectConfig())
+
+
+def decode_rgb(path: Path) -> list[np.ndarray]:
+    """All frames of a small test clip, as displayed (rotation applied)."""
+    from vidanon.io.decode import iter_frames
+
+    return [f for f, _ in iter_frames(path)]
+
+
+def video_pts(path: Path) -> list[int]:
+    with av.open(str(path)) as c:
+        return sorted(p.pts for p in c.demux(c.streams.video[0]) if p.size)
+
+
+def stream_packets(path: Path, kind: str, index: int = 0) -> list[bytes]:
+    with av.open(str(path)) as c:
+        s = getattr(c.streams, kind)[index]
+        return [bytes(p) for p in c.demux(s) if p.size]
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of (n,4) and (m,4) boxes."""
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
+
+
+def leaked_faces(detector, original: list[np.ndarray], output: list[np.ndarray]) -> list[tuple[int, int]]:
+    """(frame, n) for each output frame where a face is detected where the input had one."""
+    leaks = []
+    for i, (a, b) in enumerate(zip(original, output)):
+        da, db = detector.detect(a), detector.detect(b)
+        if len(da) and len(db):
+            n = int((iou(da.xyxy, db.xyxy) > 0.3).any(axis=1).sum())
+            if n:
+                leaks.append((i, n))
+    return leaks
+
+
+__all__ = ["Fraction", "decode_rgb", "video_pts", "stream_packets", "iou", "leaked_faces"]

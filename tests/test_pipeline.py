@@ -1,0 +1,190 @@
+"""End to end: real clips through the real detector, tracker, filters and PyAV."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+from conftest import decode_rgb, leaked_faces, stream_packets, video_pts
+
+from vidanon.config import CoverConfig, PipelineConfig
+from vidanon.pipeline import anonymize_video
+from vidanon.synth import photo, write_video
+
+
+@pytest.fixture(scope="module")
+def blurred(people_clip, tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("out")
+    out, tracks = out_dir / "blur.mp4", out_dir / "tracks.json"
+    summary = anonymize_video(people_clip, out, PipelineConfig(), tracks_path=tracks)
+    return out, tracks, summary
+
+
+def test_same_frames_pts_and_audio_bytes(people_clip, blurred):
+    out, _, summary = blurred
+    assert summary.frames_read == summary.frames_written == 36
+    assert video_pts(out) == video_pts(people_clip)
+    a_in, a_out = stream_packets(people_clip, "audio"), stream_packets(out, "audio")
+    assert len(a_in) > 50 and a_in == a_out
+    assert summary.streams_copied == ["#1 audio (aac)"]
+    with av.open(str(out)) as c, av.open(str(people_clip)) as i:
+        assert c.streams.video[0].codec_context.name == "h264"
+        assert c.streams.video[0].time_base == i.streams.video[0].time_base
+
+
+def test_no_face_left_where_input_had_one(people_clip, blurred, detector):
+    out, _, _ = blurred
+    original, output = decode_rgb(people_clip), decode_rgb(out)
+    n_input = sum(len(detector.detect(f)) for f in original)
+    assert n_input > 100  # the clip really has faces for the detector
+    assert leaked_faces(detector, original, output) == []
+
+
+def test_pixels_away_from_faces_unchanged(people_clip, blurred):
+    out, tracks, _ = blurred
+    doc = json.loads(tracks.read_text())
+    original, output = decode_rgb(people_clip), decode_rgb(out)
+    diffs = []
+    for rec, a, b in zip(doc["frames"], original, output):
+        keep = np.ones(a.shape[:2], bool)
+        for face in rec["faces"]:
+            x1, y1, x2, y2 = face["xyxy"]
+            cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) * 1.2, (y2 - y1) * 1.2
+            keep[max(0, int(cy - hh)) : int(cy + hh) + 1, max(0, int(cx - hw)) : int(cx + hw) + 1] = False
+        diffs.append(np.abs(a.astype(int) - b.astype(int))[keep].mean())
+    assert max(diffs) < 2.5, diffs  # re-encoding noise only
+
+
+def test_faces_are_really_changed(people_clip, blurred):
+    out, tracks, _ = blurred
+    doc = json.loads(tracks.read_text())
+    a, b = decode_rgb(people_clip)[0], decode_rgb(out)[0]
+    for face in doc["frames"][0]["faces"]:
+        x1, y1, x2, y2 = (int(v) for v in face["xyxy"])
+        x1, y1 = max(x1, 0), max(y1, 0)
+        assert np.abs(a[y1:y2, x1:x2].astype(int) - b[y1:y2, x1:x2].astype(int)).mean() > 8
+
+
+def test_tracks_survive_five_frame_occlusion(blurred):
+    _, tracks, summary = blurred
+    doc = json.loads(tracks.read_text())
+    frames = doc["frames"]
+    assert len(frames) == 36 and doc["frame_count"] == 36
+    before = {f["track_id"] for f in frames[7]["faces"] if f["state"] == "detected"}
+    after = {f["track_id"] for f in frames[13]["faces"] if f["state"] == "detected"}
+    assert len(before) >= 3 and before <= after
+    # during the occlusion the held tracks stay covered at their predicted places
+    for i in range(8, 13):
+        held = {f["track_id"] for f in frames[i]["faces"] if f["state"] == "predicted"}
+        assert before <= held
+    assert summary.faces_predicted > 0
+
+
+def test_new_scene_gets_new_ids_and_backfill(blurred):
+    _, tracks, summary = blurred
+    frames = json.loads(tracks.read_text())["frames"]
+    first = {f["track_id"] for f in frames[10]["faces"]}
+    second = {f["track_id"] for f in frames[30]["faces"] if f["state"] == "detected"}
+    assert len(second) >= 4 and not (first & second)
+    # look-ahead: the new scene's tracks also cover the frames just before the cut (fail closed)
+    assert any(f["state"] == "backfilled" for f in frames[19]["faces"])
+    assert summary.faces_backfilled > 0
+
+
+@pytest.mark.parametrize("mode", ["pixelate", "solid"])
+def test_other_filters_cover_faces(people_clip, tmp_path, detector, mode):
+    out = tmp_path / f"{mode}.mkv"
+    anonymize_video(people_clip, out, PipelineConfig(cover=CoverConfig(mode=mode, shape="box")))
+    assert leaked_faces(detector, decode_rgb(people_clip)[:20:4], decode_rgb(out)[:20:4]) == []
+    assert stream_packets(out, "audio") == stream_packets(people_clip, "audio")
+
+
+def test_rotation_is_honoured_and_kept(media, tmp_path, detector):
+    src = write_video(media / "rot90.mp4", [(photo("faceapi-sample4.jpg"), 6)], size=(480, 270), rotation=90)
+    with av.open(str(src)) as c:
+        f = next(c.decode(video=0))
+        assert f.rotation == 90 and (f.width, f.height) == (270, 480)
+    up = decode_rgb(src)
+    assert up[0].shape == (270, 480, 3) and len(detector.detect(up[0])) >= 3  # upright: faces found
+    out = tmp_path / "rot.mp4"
+    anonymize_video(src, out)
+    with av.open(str(out)) as c:
+        f = next(c.decode(video=0))
+        assert f.rotation == 90 and (f.width, f.height) == (270, 480)
+    assert leaked_faces(detector, up, decode_rgb(out)) == []
+
+
+def test_vfr_timestamps_kept(media, tmp_path):
+    pts = [0, 400, 500, 1300, 1400, 1450, 2600, 2700]
+    src = write_video(media / "vfr.mp4", [(photo(), 8)], size=(320, 180), pts=pts)
+    out = tmp_path / "vfr.mp4"
+    anonymize_video(src, out)
+    with av.open(str(src)) as c:
+        tb = c.streams.video[0].time_base
+    assert [p * tb for p in video_pts(src)] == [Fraction(p, 2500) for p in pts]  # really VFR
+    assert video_pts(out) == video_pts(src)
+
+
+def test_metadata_stripped_unless_kept(people_clip, tmp_path):
+    src = tmp_path / "meta.mp4"
+    with av.open(str(people_clip)) as i, av.open(str(src), "w") as o:
+        o.metadata["location"] = "+48.8584+002.2945/"
+        o.metadata["creation_time"] = "2024-05-01T10:00:00Z"
+        o.metadata["title"] = "holiday"
+        maps = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        for p in i.demux():
+            if p.size:
+                p.stream = maps[p.stream.index]
+                o.mux(p)
+    with av.open(str(src)) as c:
+        assert "location" in c.metadata
+    anonymize_video(src, tmp_path / "strip.mp4")
+    with av.open(str(tmp_path / "strip.mp4")) as c:
+        assert "location" not in c.metadata and "creation_time" not in c.metadata
+    from vidanon.config import EncodeConfig
+
+    anonymize_video(src, tmp_path / "keep.mp4", PipelineConfig(encode=EncodeConfig(keep_metadata=True)))
+    with av.open(str(tmp_path / "keep.mp4")) as c:
+        assert c.metadata.get("location", "").startswith("+48.85")
+
+
+def test_image_and_folder(tmp_path, detector):
+    import cv2
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("faceapi-sample1.jpg", "faceapi-sample5.jpg"):
+        cv2.imwrite(str(src / name), cv2.cvtColor(photo(name), cv2.COLOR_RGB2BGR))
+    from vidanon.pipeline import anonymize_path
+
+    s = anonymize_path(src / "faceapi-sample5.jpg", tmp_path / "one.png")
+    assert s.faces_covered >= 5
+    out = cv2.cvtColor(cv2.imread(str(tmp_path / "one.png")), cv2.COLOR_BGR2RGB)
+    assert leaked_faces(detector, [photo("faceapi-sample5.jpg")], [out]) == []
+    s = anonymize_path(src, tmp_path / "outdir")
+    assert s.frames_written == 2 and sorted(p.name for p in (tmp_path / "outdir").iterdir()) == sorted(
+        p.name for p in src.iterdir()
+    )
+
+
+def test_memory_flat_with_length(media, tmp_path):
+    """Peak RSS of a 4x longer clip stays within a small margin of the short one."""
+    short = write_video(media / "short.mp4", [(photo(), 40)], size=(640, 360))
+    long = write_video(media / "long.mp4", [(photo(), 160)], size=(640, 360))
+    code = (
+        "import resource,sys;from vidanon.pipeline import anonymize_video;"
+        "anonymize_video(sys.argv[1], sys.argv[2]);"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    peaks = []
+    for src in (short, long):
+        r = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / src.name)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        peaks.append(int(r.stdout.strip()) / 1024)
+    assert peaks[1] - peaks[0] < 25, peaks  # MiB; 120 more frames of 640x360 RGB would be 80 MiB

@@ -1,0 +1,3 @@
+from vidanon.cli import main
+
+main()

@@ -1,0 +1,238 @@
+"""Command line: `vidanon anonymize`, `vidanon bench`, `vidanon train`.
+
+The only place that prints for the user and turns errors into exit codes:
+2 for bad input or output paths, 1 for other failures, 130 on Ctrl-C, 143 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from vidanon import __version__
+from vidanon.errors import ConfigError, VidanonError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Anonymize faces in recorded video: every face covered, each person one consistent fake face.",
+    pretty_exceptions_enable=False,
+)
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived."""
+
+
+def _on_sigterm(signum, frame) -> None:  # noqa: ARG001
+    raise Terminated()
+
+
+def _err(msg: str) -> None:
+    typer.echo(f"vidanon: error: {msg}", err=True)
+
+
+def _warn(msg: str) -> None:
+    typer.echo(f"vidanon: warning: {msg}", err=True)
+
+
+def run_guarded(fn) -> int:
+    """Runs `fn`, mapping every failure to a one-line message and an exit code."""
+    old = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
+    try:
+        fn()
+        return 0
+    except VidanonError as exc:
+        _err(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _err("interrupted; no output written")
+        return 130
+    except Terminated:
+        _err("terminated; no output written")
+        return 143
+    except MemoryError:
+        _err("out of memory")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback
+        if os.environ.get("VIDANON_DEBUG"):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        _err(f"unexpected {type(exc).__name__}: {first} (set VIDANON_DEBUG=1 for details)")
+        return 1
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+class Progress:
+    """A one-line progress bar on stderr: frames done/total, fps, ETA."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < 0.2 and done != total:
+            return
+        self.last = now
+        fps = done / max(now - self.t0, 1e-6)
+        if total > 0:
+            frac = min(done / total, 1.0)
+            bar = "#" * int(frac * 30)
+            eta = (total - done) / fps if fps > 0 else 0
+            line = f"\r[{bar:<30}] {done}/{total} frames  {fps:5.1f} fps  ETA {eta:4.0f}s"
+        else:
+            line = f"\r{done} frames  {fps:5.1f} fps"
+        sys.stderr.write(line)
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+class Mode(str, Enum):
+    blur = "blur"
+    pixelate = "pixelate"
+    solid = "solid"
+    gan = "gan"
+
+
+class Fallback(str, Enum):
+    blur = "blur"
+    pixelate = "pixelate"
+    solid = "solid"
+
+
+class Shape(str, Enum):
+    ellipse = "ellipse"
+    box = "box"
+
+
+class ZMode(str, Enum):
+    per_track = "per-track"
+    per_frame = "per-frame"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vidanon {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details of each stage."),
+) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="vidanon: %(message)s")
+
+
+@app.command()
+def anonymize(
+    input: Path = typer.Argument(..., help="Video file, image file, or a folder of images."),
+    output: Path = typer.Argument(..., help="Output video/image file, or folder for a folder input."),
+    mode: Mode = typer.Option(Mode.blur, "--mode", "-m", help="How faces are covered."),
+    mask_shape: Shape = typer.Option(Shape.ellipse, "--mask-shape", help="Shape of the covered region."),
+    mask_scale: float = typer.Option(1.3, "--mask-scale", help="Covered region = face box scaled by this (1-4)."),
+    fallback: Fallback = typer.Option(Fallback.blur, "--fallback", help="Filter for faces the generator cannot handle and for failed frames."),
+    seed: int = typer.Option(0, "--seed", help="Run seed: with the track id it fixes each fake identity (gan mode)."),
+    z_mode: ZMode = typer.Option(ZMode.per_track, "--z-mode", help="per-track: one fake identity per track; per-frame: a new one each frame (DeepPrivacy's behaviour, for comparison)."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Generator checkpoint (default: the bundled one)."),
+    device: str = typer.Option("cpu", "--device", help="Torch device for the generator: cpu or cuda."),
+    threshold: float = typer.Option(0.5, "--threshold", help="Detector score threshold (lower covers more)."),
+    detect_size: int = typer.Option(960, "--detect-size", help="Detect on a copy downscaled to this longer side."),
+    hold_frames: int = typer.Option(12, "--hold-frames", help="Keep covering a missed face at its predicted place for this many frames."),
+    lookahead: int = typer.Option(8, "--lookahead", help="Frames buffered so a new face is also covered in the frames before its first detection."),
+    smoothing: bool = typer.Option(True, "--smoothing/--no-smoothing", help="Smooth face boxes and landmarks over time."),
+    codec: str = typer.Option("libx264", "--codec", help="Video encoder."),
+    crf: int = typer.Option(18, "--crf", help="Constant rate factor (quality) for x264/x265, 0-51."),
+    preset: str = typer.Option("veryfast", "--preset", help="Encoder speed preset."),
+    keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep location/creation metadata (stripped by default; rotation is always kept)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    tracks: Path | None = typer.Option(None, "--tracks", help="Write per-frame faces (box, landmarks, score, track id, state) to this JSON file."),
+    json_summary: Path | None = typer.Option(None, "--json-summary", help="Write the run summary to this JSON file."),
+    strict: bool = typer.Option(False, "--strict", help="Fail (exit 1, no output) if the input has damaged packets."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary line."),
+) -> None:
+    """Cover every face of INPUT and write OUTPUT. Audio and other streams are copied."""
+    from vidanon.config import CoverConfig, DetectConfig, EncodeConfig, PipelineConfig, TrackConfig
+
+    def work() -> None:
+        try:
+            cfg = PipelineConfig(
+                detect=DetectConfig(score_threshold=threshold, max_size=detect_size),
+                track=TrackConfig(hold_frames=hold_frames, lookahead=lookahead, smoothing=smoothing),
+                cover=CoverConfig(
+                    mode=mode.value, shape=mask_shape.value, mask_scale=mask_scale, fallback=fallback.value,
+                    seed=seed, z_mode=z_mode.value, checkpoint=str(checkpoint) if checkpoint else None, device=device,
+                ),
+                encode=EncodeConfig(codec=codec, crf=crf, preset=preset, keep_metadata=keep_metadata),
+                strict=strict,
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        from vidanon.pipeline import anonymize_path
+
+        bar = Progress() if (not quiet and sys.stderr.isatty()) else None
+        try:
+            summary = anonymize_path(input, output, cfg, tracks_path=tracks, overwrite=overwrite, progress=bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        for w in summary.warnings:
+            _warn(w)
+        if json_summary is not None:
+            json_summary.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        if not quiet:
+            fps = summary.frames_written / max(summary.seconds, 1e-6)
+            streams = f", {len(summary.streams_copied)} stream(s) copied" if summary.streams_copied else ""
+            typer.echo(
+                f"wrote {output}: {summary.frames_written} frame(s), {summary.faces_covered} face region(s) covered "
+                f"in {summary.tracks} track(s), {summary.frames_with_fallback} frame(s) with fallback{streams}, "
+                f"{summary.seconds:.1f} s ({fps:.1f} frames/s)",
+                err=True,
+            )
+
+    code = run_guarded(work)
+    if code:
+        raise typer.Exit(code)
+
+
+def _register_optional() -> None:
+    """Commands that live with their own subsystems."""
+    try:
+        from vidanon.metrics.command import bench_cmd
+    except ImportError:
+        pass
+    else:
+        app.command("bench")(bench_cmd)
+    try:
+        from vidanon.train.command import train_cmd
+    except ImportError:
+        pass
+    else:
+        app.command("train")(train_cmd)
+
+
+_register_optional()
+
+
+def main() -> None:
+    app()

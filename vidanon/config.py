@@ -1,0 +1,143 @@
+"""Frozen settings, one dataclass per stage, validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+COVER_MODES = ("blur", "pixelate", "solid", "gan")
+MASK_SHAPES = ("ellipse", "box")
+Z_MODES = ("per-track", "per-frame")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """Face detection.
+
+    Attributes:
+        backend: detector name, see `vidanon.detect.DETECTORS`.
+        score_threshold: minimum confidence. Low on purpose: a false positive
+            only covers a patch of background, a miss leaks a face.
+        max_size: frames whose longer side is larger are detected on a
+            downscaled copy, and the boxes mapped back.
+        nms_threshold: IoU above which overlapping detections are merged.
+    """
+
+    backend: str = "yunet"
+    score_threshold: float = 0.5
+    max_size: int = 960
+    nms_threshold: float = 0.3
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.score_threshold < 1.0, f"score_threshold must be in (0, 1), got {self.score_threshold}")
+        _check(self.max_size >= 64, f"max_size must be at least 64, got {self.max_size}")
+        _check(0.0 < self.nms_threshold <= 1.0, f"nms_threshold must be in (0, 1], got {self.nms_threshold}")
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """Tracking and the fail-closed rules around it.
+
+    Attributes:
+        hold_frames: a track that the detector misses keeps its predicted
+            region covered for this many frames.
+        lookahead: frames buffered so that a track's first detection also
+            covers the frames just before it.
+        hold_growth: per missed frame, a predicted box grows by this fraction
+            of its size (the face may have moved further than predicted).
+        distance_threshold: norfair IoU distance (1 - IoU) above which a
+            detection does not match a track.
+        smoothing: smooth boxes and landmarks over time (One-Euro filter).
+        min_cutoff, beta: One-Euro parameters (in frames): lower min_cutoff
+            smooths more when still; higher beta follows fast motion sooner.
+    """
+
+    hold_frames: int = 12
+    lookahead: int = 8
+    hold_growth: float = 0.04
+    distance_threshold: float = 0.85
+    smoothing: bool = True
+    min_cutoff: float = 0.05
+    beta: float = 0.02
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.hold_frames <= 1000, f"hold_frames must be in [0, 1000], got {self.hold_frames}")
+        _check(0 <= self.lookahead <= 300, f"lookahead must be in [0, 300], got {self.lookahead}")
+        _check(0.0 <= self.hold_growth <= 1.0, f"hold_growth must be in [0, 1], got {self.hold_growth}")
+        _check(0.0 < self.distance_threshold <= 1.0, f"distance_threshold must be in (0, 1], got {self.distance_threshold}")
+        _check(self.min_cutoff > 0 and self.beta >= 0, "min_cutoff must be > 0 and beta >= 0")
+
+
+@dataclass(frozen=True)
+class CoverConfig:
+    """How a face region is covered.
+
+    Attributes:
+        mode: blur, pixelate, solid or gan.
+        shape: ellipse or box.
+        mask_scale: the covered region is the face box scaled by this factor.
+        fallback: filter used where the generator cannot help (tiny faces,
+            errors): blur, pixelate or solid.
+        seed: run seed; with the track id it fixes each fake identity.
+        z_mode: per-track (one identity per track) or per-frame (DeepPrivacy).
+        checkpoint: generator checkpoint path; None uses the bundled one.
+        device: torch device for the generator.
+        min_gan_size: faces smaller than this (box side, pixels) get the fallback.
+    """
+
+    mode: str = "blur"
+    shape: str = "ellipse"
+    mask_scale: float = 1.3
+    fallback: str = "blur"
+    seed: int = 0
+    z_mode: str = "per-track"
+    checkpoint: str | None = None
+    device: str = "cpu"
+    min_gan_size: int = 12
+
+    def __post_init__(self) -> None:
+        _check(self.mode in COVER_MODES, f"mode must be one of {', '.join(COVER_MODES)}, got {self.mode!r}")
+        _check(self.shape in MASK_SHAPES, f"shape must be one of {', '.join(MASK_SHAPES)}, got {self.shape!r}")
+        _check(1.0 <= self.mask_scale <= 4.0, f"mask_scale must be in [1, 4], got {self.mask_scale}")
+        _check(self.fallback in COVER_MODES[:3], f"fallback must be one of blur, pixelate, solid, got {self.fallback!r}")
+        _check(self.z_mode in Z_MODES, f"z_mode must be one of {', '.join(Z_MODES)}, got {self.z_mode!r}")
+        _check(self.min_gan_size >= 1, f"min_gan_size must be at least 1, got {self.min_gan_size}")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Output encoding.
+
+    Attributes:
+        codec: video encoder name (libx264 by default).
+        crf: constant rate factor for x264/x265.
+        preset: encoder speed preset.
+        keep_metadata: keep location/creation metadata (stripped by default).
+    """
+
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "veryfast"
+    keep_metadata: bool = False
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.crf <= 51, f"crf must be in [0, 51], got {self.crf}")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything one run needs."""
+
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    cover: CoverConfig = field(default_factory=CoverConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    strict: bool = False
+    queue_size: int = 8
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.queue_size <= 256, f"queue_size must be in [1, 256], got {self.queue_size}")

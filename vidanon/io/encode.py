@@ -1,0 +1,253 @@
+"""Streaming encode with PyAV: video re-encoded frame by frame with the input's pts,
+every other stream remuxed packet for packet (or re-encoded, or dropped, with a
+warning that names it)."""
+
+from __future__ import annotations
+
+import errno
+import logging
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vidanon.config import EncodeConfig
+from vidanon.errors import CodecError, OutputError
+from vidanon.io.decode import Demuxer, PacketItem, stored
+from vidanon.types import FrameMeta, VideoInfo
+
+log = logging.getLogger("vidanon")
+
+# metadata keys that are never personal and are always kept
+_SAFE_STREAM_KEYS = ("language", "title", "handler_name")
+_ODD_OK_FORMAT = {"libx264": "yuv444p", "libx265": "yuv444p"}
+
+
+@dataclass
+class EncodeStats:
+    frames: int = 0
+    streams_copied: list[str] = field(default_factory=list)
+    streams_reencoded: list[str] = field(default_factory=list)
+    streams_dropped: list[str] = field(default_factory=list)
+    packets_dropped: int = 0
+    pts_fixed: int = 0
+
+
+def _describe(stream: av.stream.Stream) -> str:
+    name = stream.codec_context.name if stream.codec_context else "unknown"
+    return f"#{stream.index} {stream.type} ({name})"
+
+
+def _io_error(exc: BaseException, path: Path) -> OutputError:
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC or "No space left" in str(exc):
+        return OutputError(f"{path}: no space left on device")
+    return OutputError(f"{path}: write failed ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+
+
+class VideoWriter:
+    """Writes the anonymized video to `path`, carrying over the input's other streams.
+
+    Args:
+        path: file to write (the pipeline passes a temporary name).
+        fmt: container format name (from the final file's extension), or None to guess.
+        demuxer: the open input; its streams are mapped on construction.
+        cfg: encoder settings.
+    """
+
+    def __init__(self, path: Path, fmt: str | None, demuxer: Demuxer, cfg: EncodeConfig) -> None:
+        self.path = path
+        self.cfg = cfg
+        self.info: VideoInfo = demuxer.info
+        self.stats = EncodeStats()
+        self.warnings: list[str] = []
+        try:
+            self.out = av.open(str(path), "w", format=fmt)
+        except (av.error.FFmpegError, ValueError, OSError) as exc:
+            raise OutputError(f"{path}: cannot create output ({str(exc).splitlines()[0]})") from None
+        try:
+            self._setup(demuxer)
+        except BaseException:
+            self.out.close()
+            raise
+        self._last_pts: int | None = None
+        self._step = self._frame_step()
+
+    # --- setup -----------------------------------------------------------
+    def _setup(self, demuxer: Demuxer) -> None:
+        src = demuxer.container
+        if self.cfg.keep_metadata:
+            for k, v in src.metadata.items():
+                self.out.metadata[k] = v
+        self.video = self._add_video(demuxer)
+        self.map: dict[int, tuple[str, av.stream.Stream, object]] = {}
+        supported = self.out.supported_codecs
+        for s in src.streams:
+            if s.index == demuxer.video.index:
+                continue
+            name = s.codec_context.name if s.codec_context else None
+            desc = _describe(s)
+            if s.type == "video":
+                self._drop(desc, "only the first video stream is anonymized; other video streams could show faces")
+                continue
+            if name and name in supported:
+                try:
+                    o = self.out.add_stream_from_template(s)
+                    self._copy_meta(s, o)
+                    self.map[s.index] = ("copy", o, None)
+                    self.stats.streams_copied.append(desc)
+                    continue
+                except (av.error.FFmpegError, ValueError, TypeError):
+                    pass
+            if s.type == "audio" and self.out.default_audio_codec not in (None, "none"):
+                codec = self.out.default_audio_codec
+                rate = s.codec_context.sample_rate or 48000
+                try:
+                    o = self.out.add_stream(codec, rate=rate)
+                    o.layout = s.codec_context.layout.name if s.codec_context.layout else "stereo"
+                    self._copy_meta(s, o)
+                    self.map[s.index] = ("reencode", o, s.codec_context)
+                    self.stats.streams_reencoded.append(desc)
+                    self.warnings.append(
+                        f"audio stream {desc} cannot be copied into {self.out.format.name}; re-encoding it as {codec}"
+                    )
+                    continue
+                except (av.error.FFmpegError, ValueError, TypeError) as exc:
+                    self._drop(desc, f"re-encoding failed ({exc})")
+                    continue
+            self._drop(desc, f"the {self.out.format.name} container does not accept {name}")
+
+    def _drop(self, desc: str, why: str) -> None:
+        self.stats.streams_dropped.append(desc)
+        self.warnings.append(f"dropped stream {desc}: {why}")
+
+    def _copy_meta(self, src: av.stream.Stream, dst: av.stream.Stream) -> None:
+        for k, v in src.metadata.items():
+            if self.cfg.keep_metadata or k in _SAFE_STREAM_KEYS:
+                dst.metadata[k] = v
+        try:
+            dst.disposition = src.disposition
+        except (AttributeError, TypeError, ValueError):
+            pass
+
+    def _add_video(self, demuxer: Demuxer) -> av.video.stream.VideoStream:
+        info = self.info
+        codec = self.cfg.codec
+        fmt_codecs = self.out.supported_codecs
+        try:
+            codec_id = av.codec.Codec(codec, "w").name
+        except (av.error.FFmpegError, ValueError):
+            raise CodecError(f"unknown video encoder {codec!r}") from None
+        if codec_id not in fmt_codecs and codec not in fmt_codecs:
+            fallback = self.out.default_video_codec
+            self.warnings.append(
+                f"the {self.out.format.name} container does not accept {codec}; encoding video as {fallback}"
+            )
+            codec = {"vp9": "libvpx-vp9", "vp8": "libvpx", "h264": "libx264"}.get(fallback, fallback)
+        rate = info.average_rate or Fraction(30, 1)
+        st = self.out.add_stream(codec, rate=rate)
+        sw, sh = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
+        st.width, st.height = sw, sh
+        pix = "yuv420p"
+        if (sw % 2 or sh % 2) and codec in _ODD_OK_FORMAT:
+            pix = _ODD_OK_FORMAT[codec]
+            self.warnings.append(f"odd frame size {sw}x{sh}: encoding as {pix} to keep every pixel")
+        formats = [f.name for f in (st.codec_context.codec.video_formats or [])]
+        if formats and pix not in formats:
+            pix = formats[0]
+        st.pix_fmt = pix
+        st.time_base = info.time_base
+        st.codec_context.time_base = info.time_base
+        opts = {}
+        if codec in ("libx264", "libx265"):
+            opts = {"crf": str(self.cfg.crf), "preset": self.cfg.preset}
+        elif codec.startswith("libvpx"):
+            opts = {"crf": str(min(63, self.cfg.crf + 12)), "b": "0", "deadline": "realtime", "cpu-used": "8"}
+        st.codec_context.options = opts
+        if codec in ("libx264", "libx265"):
+            # x264 threads: deterministic output needs a fixed count, not "auto"
+            st.codec_context.thread_count = 2
+        if info.rotation:
+            st.set_display_rotation(info.rotation)
+        self._copy_meta(demuxer.video, st)
+        return st
+
+    def _frame_step(self) -> int:
+        rate = self.info.average_rate
+        if rate:
+            step = int(round(1 / (rate * self.info.time_base)))
+            return max(1, step)
+        return 1
+
+    # --- writing ---------------------------------------------------------
+    def write_frame(self, rgb: np.ndarray, meta: FrameMeta) -> None:
+        """Encodes one upright RGB frame at its original pts."""
+        pts = meta.pts
+        if pts is None or (self._last_pts is not None and pts <= self._last_pts):
+            pts = (self._last_pts + self._step) if self._last_pts is not None else 0
+            self.stats.pts_fixed += 1
+        self._last_pts = pts
+        frame = av.VideoFrame.from_ndarray(stored(rgb, self.info.rotation), format="rgb24")
+        frame.pts = pts
+        frame.time_base = self.info.time_base
+        self._mux(self.video.encode(frame))
+        self.stats.frames += 1
+
+    def write_packet(self, item: PacketItem) -> None:
+        """Remuxes (or re-encodes) a packet of a non-video stream."""
+        entry = self.map.get(item.stream_index)
+        if entry is None:
+            return
+        how, ostream, decoder = entry
+        if how == "copy":
+            pkt = item.packet
+            if pkt.dts is None and pkt.pts is None:
+                self.stats.packets_dropped += 1
+                return
+            pkt.stream = ostream
+            self._mux([pkt])
+            return
+        try:
+            frames = decoder.decode(item.packet)
+        except (av.error.FFmpegError, ValueError):
+            self.stats.packets_dropped += 1
+            return
+        for f in frames:
+            f.pts = None
+            self._mux(ostream.encode(f))
+
+    def _mux(self, packets) -> None:
+        for p in packets:
+            try:
+                self.out.mux(p)
+            except OSError as exc:
+                if isinstance(exc, av.error.FFmpegError) and getattr(exc, "errno", None) not in (errno.ENOSPC, errno.EIO):
+                    if p.stream is self.video:
+                        raise CodecError(f"muxing video failed: {str(exc).splitlines()[0]}") from None
+                    self.stats.packets_dropped += 1
+                    continue
+                raise _io_error(exc, self.path) from None
+
+    def finish(self) -> None:
+        """Flushes every encoder and closes the file."""
+        try:
+            self._mux(self.video.encode(None))
+            for how, ostream, _ in self.map.values():
+                if how == "reencode":
+                    self._mux(ostream.encode(None))
+            self.out.close()
+        except OutputError:
+            self.abort()
+            raise
+        except OSError as exc:
+            self.abort()
+            raise _io_error(exc, self.path) from None
+
+    def abort(self) -> None:
+        try:
+            self.out.close()
+        except Exception:  # noqa: BLE001 - closing a broken file must not mask the real error
+            pass
+

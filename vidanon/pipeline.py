@@ -1,0 +1,513 @@
+"""The only module that wires the stages together.
+
+decode thread -> [bounded queue] -> detect, track, look-ahead, cover (this thread)
+-> [bounded queue] -> encode thread. Stateful stages (tracker, look-ahead buffer)
+stay on the calling thread; order and pts are preserved.
+
+Privacy fails closed: a frame is never written unless every face region known
+for it was covered, and a frame whose detection failed is covered over its
+tracked regions, or whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from vidanon.anonymize import make_coverer
+from vidanon.anonymize.filters import apply_filter, cover_whole_frame
+from vidanon.config import PipelineConfig
+from vidanon.detect import make_detector
+from vidanon.errors import InputError, OutputError, StrictModeError, VidanonError
+from vidanon.io.decode import Demuxer, PacketItem, VideoItem, check_readable
+from vidanon.io.encode import VideoWriter
+from vidanon.track import FaceTracker
+from vidanon.types import BACKFILLED, STATE_NAMES, FaceDetections, FrameMeta
+
+log = logging.getLogger("vidanon")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class RunSummary:
+    """What one run did; also written by `--json-summary`."""
+
+    input: str
+    output: str
+    frames_read: int = 0
+    frames_written: int = 0
+    faces_covered: int = 0
+    faces_detected: int = 0
+    faces_predicted: int = 0
+    faces_backfilled: int = 0
+    tracks: int = 0
+    frames_with_fallback: int = 0
+    stage_errors: int = 0
+    corrupt_packets: int = 0
+    streams_copied: list[str] = field(default_factory=list)
+    streams_reencoded: list[str] = field(default_factory=list)
+    streams_dropped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- paths
+def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuses an output that would overwrite the input, lands in a missing folder, or exists."""
+    if not src.is_dir():
+        check_readable(src)
+    if dst.resolve() == src.resolve() or _same_file(src, dst):
+        raise OutputError(f"{dst}: output is the input file; choose another output path")
+    parent = dst.parent if str(dst.parent) else Path(".")
+    if not src.is_dir():
+        if not parent.is_dir():
+            raise OutputError(f"{dst}: output directory {parent} does not exist")
+        if dst.is_dir():
+            raise OutputError(f"{dst}: is a directory, expected an output file path")
+        if dst.exists() and not overwrite:
+            raise OutputError(f"{dst}: already exists (use --overwrite to replace it)")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _temp_path(dst: Path) -> Path:
+    return dst.with_name(f".{dst.stem}.vidanon-{os.getpid()}-{threading.get_ident() % 10000}{dst.suffix}")
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        log.warning("could not remove temporary file %s", path)
+
+
+# ---------------------------------------------------------------- frame stage
+class FrameAnonymizer:
+    """Detect -> track -> cover for one stream of frames, with stage failures contained."""
+
+    def __init__(self, cfg: PipelineConfig, detector=None, coverer=None) -> None:
+        self.cfg = cfg
+        self.detector = detector or make_detector(cfg.detect)
+        self.tracker = FaceTracker(cfg.track)
+        self.coverer = coverer or make_coverer(cfg.cover)
+        self.track_ids: set[int] = set()
+
+    def locate(self, rgb: np.ndarray, index: int) -> tuple[FaceDetections, bool]:
+        """Faces to cover in this frame, and whether detection failed."""
+        failed = False
+        try:
+            dets = self.detector.detect(rgb)
+        except Exception as exc:  # noqa: BLE001 - any stage failure is contained and covered
+            log.debug("detector failed on frame %d: %s", index, exc)
+            dets, failed = FaceDetections.empty(), True
+        faces = self.tracker.update(dets, index)
+        self.track_ids.update(int(t) for t in faces.track_id if t >= 0)
+        return faces, failed
+
+    def cover(self, rgb: np.ndarray, faces: FaceDetections, index: int, failed: bool) -> tuple[np.ndarray, bool]:
+        """The anonymized frame, and whether a fallback was used."""
+        mode = self.cfg.cover.fallback
+        if failed:
+            if len(faces):
+                return apply_filter(rgb, faces, self.cfg.cover, mode), True
+            return cover_whole_frame(rgb, mode), True
+        if not len(faces):
+            return rgb, False
+        try:
+            return self.coverer.cover(rgb, faces, index), False
+        except Exception as exc:  # noqa: BLE001
+            log.debug("cover failed on frame %d: %s", index, exc)
+            try:
+                return apply_filter(rgb, faces, self.cfg.cover, mode), True
+            except Exception:  # noqa: BLE001
+                return cover_whole_frame(rgb, mode), True
+
+
+@dataclass
+class _Pending:
+    rgb: np.ndarray
+    meta: FrameMeta
+    faces: FaceDetections
+    failed: bool
+
+
+def _backfill(buffer: deque[_Pending], faces: FaceDetections, new_ids: list[int], growth: float) -> None:
+    """Covers a new track's region in the buffered frames before its first detection."""
+    if not new_ids or not buffer:
+        return
+    sel = np.isin(faces.track_id, new_ids)
+    if not sel.any():
+        return
+    first = faces[np.flatnonzero(sel)]
+    for back, entry in enumerate(reversed(buffer), start=1):
+        c = (first.xyxy[:, :2] + first.xyxy[:, 2:]) / 2
+        half = (first.xyxy[:, 2:] - first.xyxy[:, :2]) / 2 * (1 + growth * back)
+        grown = FaceDetections(
+            np.concatenate([c - half, c + half], 1),
+            np.zeros(len(first), np.float32),
+            c[:, None, :] + (first.landmarks - c[:, None, :]) * (1 + growth * back),
+            first.track_id,
+            np.full(len(first), BACKFILLED, np.int8),
+        )
+        present = set(int(t) for t in entry.faces.track_id)
+        keep = [i for i, t in enumerate(grown.track_id) if int(t) not in present]
+        if keep:
+            entry.faces = FaceDetections.concat([entry.faces, grown[np.array(keep)]])
+
+
+# ---------------------------------------------------------------- tracks file
+class TracksWriter:
+    """Streams the per-frame face list to a JSON file."""
+
+    def __init__(self, path: Path, info) -> None:
+        self.path = path
+        self.tmp = _temp_path(path)
+        self.fh = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in finish/abort
+        head = {
+            "version": 1,
+            "video": {
+                "width": info.width,
+                "height": info.height,
+                "time_base": str(info.time_base),
+                "rotation": info.rotation,
+            },
+        }
+        self.fh.write(json.dumps(head)[:-1] + ', "frames": [\n')
+        self.first = True
+
+    def write(self, meta: FrameMeta, faces: FaceDetections) -> None:
+        rec = {
+            "index": meta.index,
+            "pts": meta.pts,
+            "faces": [
+                {
+                    "track_id": int(faces.track_id[i]),
+                    "xyxy": [round(float(v), 2) for v in faces.xyxy[i]],
+                    "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in faces.landmarks[i]],
+                    "score": round(float(faces.score[i]), 4),
+                    "state": STATE_NAMES[int(faces.state[i])],
+                }
+                for i in range(len(faces))
+            ],
+        }
+        self.fh.write(("" if self.first else ",\n") + json.dumps(rec))
+        self.first = False
+
+    def finish(self, frames: int) -> None:
+        self.fh.write(f'\n], "frame_count": {frames}}}\n')
+        self.fh.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.fh.close()
+        _remove(self.tmp)
+
+
+# ---------------------------------------------------------------- threads
+_DONE = object()
+
+
+class _Worker(threading.Thread):
+    """Runs `fn`, keeping its exception for the main thread."""
+
+    def __init__(self, fn, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.fn = fn
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
+            self.error = exc
+
+
+def _put(q: queue.Queue, item, stop: threading.Event, consumer: threading.Thread | None = None) -> bool:
+    """Blocks until `item` is queued; False if the run stopped or the consumer died."""
+    while not stop.is_set() and (consumer is None or consumer.is_alive() or not consumer.ident):
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event, worker: _Worker):
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set() or (not worker.is_alive() and q.empty()):
+                return _DONE
+
+
+# ---------------------------------------------------------------- video
+def anonymize_video(
+    src: str | Path,
+    dst: str | Path,
+    cfg: PipelineConfig | None = None,
+    *,
+    tracks_path: str | Path | None = None,
+    overwrite: bool = False,
+    progress: ProgressFn | None = None,
+    frame_anonymizer: FrameAnonymizer | None = None,
+) -> RunSummary:
+    """Anonymizes every face of a video into `dst`.
+
+    The output is written to a temporary file beside `dst` and renamed only on
+    success; on any error or interrupt the temporary file is removed.
+
+    Raises:
+        InputError, OutputError, CodecError, ModelLoadError, StrictModeError.
+    """
+    cfg = cfg or PipelineConfig()
+    src, dst = Path(src), Path(dst)
+    check_paths(src, dst, overwrite)
+    t0 = time.perf_counter()
+    summary = RunSummary(input=str(src), output=str(dst))
+    fa = frame_anonymizer or FrameAnonymizer(cfg)
+    tmp = _temp_path(dst)
+    tracks = None
+    stop = threading.Event()
+    with Demuxer(src) as dm:
+        info = dm.info
+        writer = VideoWriter(tmp, _FORMATS.get(dst.suffix.lower()), dm, cfg.encode)
+        dec_q: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
+        enc_q: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
+
+        def decode() -> None:
+            for item in dm.items():
+                if not _put(dec_q, item, stop):
+                    return
+            _put(dec_q, _DONE, stop)
+
+        def encode() -> None:
+            while True:
+                item = _get(enc_q, stop, main)
+                if item is _DONE:
+                    return
+                if isinstance(item, PacketItem):
+                    writer.write_packet(item)
+                else:
+                    writer.write_frame(*item)
+
+        main = threading.current_thread()
+        dec_t = _Worker(decode, "vidanon-decode")
+        enc_t = _Worker(encode, "vidanon-encode")
+        buffer: deque[_Pending] = deque()
+
+        def emit(entry: _Pending) -> None:
+            out, fallback = fa.cover(entry.rgb, entry.faces, entry.meta.index, entry.failed)
+            summary.frames_with_fallback += int(fallback)
+            summary.stage_errors += int(entry.failed)
+            summary.faces_covered += len(entry.faces)
+            st = entry.faces.state
+            summary.faces_detected += int((st == 0).sum())
+            summary.faces_predicted += int((st == 1).sum())
+            summary.faces_backfilled += int((st == BACKFILLED).sum())
+            if tracks is not None:
+                tracks.write(entry.meta, entry.faces)
+            _forward((out, entry.meta))
+            summary.frames_written += 1
+
+        def _forward(item) -> None:
+            if not _put(enc_q, item, stop, enc_t) or enc_t.error is not None:
+                raise _stage_error(enc_t)
+
+        try:
+            if tracks_path is not None:
+                tracks = TracksWriter(Path(tracks_path), info)
+            dec_t.start()
+            enc_t.start()
+            total = info.frames
+            while True:
+                item = _get(dec_q, stop, dec_t)
+                if item is _DONE:
+                    break
+                if isinstance(item, PacketItem):
+                    _forward(item)
+                    continue
+                assert isinstance(item, VideoItem)
+                summary.frames_read += 1
+                faces, failed = fa.locate(item.rgb, item.meta.index)
+                _backfill(buffer, faces, fa.tracker.new_ids, cfg.track.hold_growth)
+                buffer.append(_Pending(item.rgb, item.meta, faces, failed))
+                while len(buffer) > cfg.track.lookahead:
+                    emit(buffer.popleft())
+                if progress is not None:
+                    progress(summary.frames_read, total)
+                if enc_t.error is not None:
+                    raise _stage_error(enc_t)
+            if dec_t.error is not None:
+                raise _stage_error(dec_t)
+            while buffer:
+                emit(buffer.popleft())
+            _forward(_DONE)
+            enc_t.join()
+            if enc_t.error is not None:
+                raise _stage_error(enc_t)
+            writer.finish()
+            summary.corrupt_packets = dm.stats.corrupt_packets + dm.stats.demux_errors
+            if summary.corrupt_packets:
+                summary.warnings.append(
+                    f"input is damaged: {summary.corrupt_packets} packet(s) could not be decoded and were skipped"
+                )
+                if cfg.strict:
+                    raise StrictModeError(
+                        f"{src}: {summary.corrupt_packets} damaged packet(s) skipped (--strict)"
+                    )
+            if summary.frames_written == 0:
+                raise InputError(f"{src}: no frame could be decoded")
+            os.replace(tmp, dst)
+            if tracks is not None:
+                tracks.finish(summary.frames_written)
+                tracks = None
+        except BaseException:
+            stop.set()
+            for t in (dec_t, enc_t):
+                if t.is_alive():
+                    t.join(timeout=2.0)
+            writer.abort()
+            _remove(tmp)
+            if tracks is not None:
+                tracks.abort()
+            raise
+        finally:
+            stop.set()
+    st = writer.stats
+    summary.streams_copied = st.streams_copied
+    summary.streams_reencoded = st.streams_reencoded
+    summary.streams_dropped = st.streams_dropped
+    summary.warnings = writer.warnings + summary.warnings
+    if st.pts_fixed:
+        summary.warnings.append(f"{st.pts_fixed} frame(s) had missing or out-of-order timestamps; renumbered")
+    summary.tracks = len(fa.track_ids)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _stage_error(worker: _Worker) -> BaseException:
+    err = worker.error
+    if err is None:
+        return VidanonError(f"{worker.name} stopped unexpectedly")
+    if isinstance(err, VidanonError):
+        return err
+    if isinstance(err, OSError):
+        return OutputError(f"writing failed: {err}")
+    return VidanonError(f"{worker.name} failed: {type(err).__name__}: {err}")
+
+
+# ---------------------------------------------------------------- images
+def anonymize_image(
+    src: str | Path, dst: str | Path, cfg: PipelineConfig | None = None, *, overwrite: bool = False,
+    frame_anonymizer: FrameAnonymizer | None = None,
+) -> RunSummary:
+    """Anonymizes one photo. EXIF orientation is applied; no metadata is written."""
+    import cv2
+
+    cfg = cfg or PipelineConfig()
+    src, dst = Path(src), Path(dst)
+    check_paths(src, dst, overwrite)
+    if dst.suffix.lower() not in IMAGE_SUFFIXES:
+        raise OutputError(f"{dst}: an image input needs an image output ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    t0 = time.perf_counter()
+    bgr = cv2.imread(str(src), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"{src}: not a readable image")
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    fa = frame_anonymizer or FrameAnonymizer(cfg)
+    faces, failed = fa.locate(rgb, 0)
+    out, fallback = fa.cover(rgb, faces, 0, failed)
+    tmp = _temp_path(dst)
+    try:
+        ok = cv2.imwrite(str(tmp), cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise OutputError(f"{dst}: could not write the image")
+        os.replace(tmp, dst)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return RunSummary(
+        input=str(src), output=str(dst), frames_read=1, frames_written=1, faces_covered=len(faces),
+        faces_detected=len(faces), tracks=len(faces), frames_with_fallback=int(fallback),
+        stage_errors=int(failed), seconds=time.perf_counter() - t0,
+    )
+
+
+def anonymize_directory(
+    src: str | Path, dst: str | Path, cfg: PipelineConfig | None = None, *, overwrite: bool = False,
+    progress: ProgressFn | None = None,
+) -> RunSummary:
+    """Anonymizes every image in a folder into another folder (created if missing)."""
+    cfg = cfg or PipelineConfig()
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise InputError(f"{src}: not a directory")
+    if dst.resolve() == src.resolve():
+        raise OutputError(f"{dst}: output folder is the input folder; choose another")
+    if dst.exists() and not dst.is_dir():
+        raise OutputError(f"{dst}: exists and is not a directory")
+    files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise InputError(f"{src}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if not dst.parent.is_dir():
+        raise OutputError(f"{dst}: parent directory {dst.parent} does not exist")
+    dst.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    total = RunSummary(input=str(src), output=str(dst))
+    fa = FrameAnonymizer(cfg)
+    for i, f in enumerate(files):
+        fa.tracker = FaceTracker(cfg.track)  # photos are unrelated: no tracking across them
+        try:
+            s = anonymize_image(f, dst / f.name, cfg, overwrite=overwrite, frame_anonymizer=fa)
+        except InputError as exc:
+            total.warnings.append(str(exc))
+            continue
+        total.frames_read += 1
+        total.frames_written += 1
+        total.faces_covered += s.faces_covered
+        total.faces_detected += s.faces_detected
+        total.frames_with_fallback += s.frames_with_fallback
+        total.stage_errors += s.stage_errors
+        if progress is not None:
+            progress(i + 1, len(files))
+    total.seconds = time.perf_counter() - t0
+    return total
+
+
+def anonymize_path(
+    src: str | Path, dst: str | Path, cfg: PipelineConfig | None = None, **kwargs
+) -> RunSummary:
+    """Dispatches on the input: a folder of images, an image, or a video."""
+    src = Path(src)
+    if src.is_dir():
+        kwargs.pop("tracks_path", None)
+        return anonymize_directory(src, dst, cfg, overwrite=kwargs.get("overwrite", False), progress=kwargs.get("progress"))
+    if src.suffix.lower() in IMAGE_SUFFIXES:
+        return anonymize_image(src, dst, cfg, overwrite=kwargs.get("overwrite", False))
+    return anonymize_video(src, dst, cfg, **kwargs)

@@ -1,0 +1,128 @@
+"""Small synthetic test media built from real photos: a slow pan over a photo,
+an optional occluder, and a sine-wave audio track. Used by the tests, the
+bundled sample and the benchmarks, so that all of them make media one way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+PHOTO_DIR = Path(__file__).resolve().parent.parent / "samples" / "photos"
+
+
+def photo(name: str = "faceapi-sample1.jpg") -> np.ndarray:
+    """A bundled photo as RGB uint8 (see samples/README.md for provenance)."""
+    bgr = cv2.imread(str(PHOTO_DIR / name), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(PHOTO_DIR / name)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@dataclass(frozen=True)
+class Occluder:
+    """A grey bar that hides the region x1..x2 (fractions of width) over frames start..stop."""
+
+    start: int
+    stop: int
+    x1: float
+    x2: float
+    y1: float = 0.0
+    y2: float = 1.0
+
+
+def pan_frame(img: np.ndarray, size: tuple[int, int], t: float, zoom: float = 1.15) -> np.ndarray:
+    """The view at time t in [0, 1] of a slow pan/zoom over `img`, resized to size (w, h)."""
+    h, w = img.shape[:2]
+    out_w, out_h = size
+    aspect = out_w / out_h
+    cw = min(w, h * aspect) / (1 + (zoom - 1) * t)
+    ch = cw / aspect
+    cx = w / 2 + (w - cw) / 2 * (t - 0.5) * 0.8
+    cy = h / 2
+    m = np.array([[out_w / cw, 0, -(cx - cw / 2) * out_w / cw], [0, out_h / ch, -(cy - ch / 2) * out_h / ch]])
+    return cv2.warpAffine(img, m, (out_w, out_h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+
+
+def write_video(
+    path: str | Path,
+    scenes: list[tuple[np.ndarray, int]],
+    size: tuple[int, int] = (480, 270),
+    fps: Fraction | int = 25,
+    audio: bool = True,
+    occluders: tuple[Occluder, ...] = (),
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    rotation: int = 0,
+    pts: list[int] | None = None,
+    audio_codec: str = "aac",
+    crf: int = 16,
+) -> Path:
+    """Writes a clip: each scene is (photo, frame count), panned; audio is a 440 Hz sine.
+
+    Args:
+        rotation: display rotation to store; frames are stored so that they
+            display upright.
+        pts: explicit timestamps (in 1/fps_den*... units of the stream time base
+            1/(fps*100)) for variable frame rate clips.
+    """
+    path = Path(path)
+    fps = Fraction(fps)
+    total = sum(n for _, n in scenes)
+    tb = Fraction(1, int(fps * 100)) if fps.denominator == 1 else Fraction(fps.denominator, fps.numerator * 100)
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream(codec, rate=fps)
+        k = (rotation // 90) % 4
+        sw, sh = (size[1], size[0]) if k % 2 else size
+        vs.width, vs.height = sw, sh
+        vs.pix_fmt = pix_fmt
+        vs.time_base = tb
+        vs.codec_context.time_base = tb
+        if codec == "libx264":
+            vs.codec_context.options = {"crf": str(crf), "preset": "veryfast"}
+        if rotation:
+            vs.set_display_rotation(rotation)
+        if audio:
+            a = c.add_stream(audio_codec, rate=48000)
+            a.layout = "stereo"
+        i = 0
+        for img, n in scenes:
+            for j in range(n):
+                frame = pan_frame(img, size, j / max(1, n - 1))
+                for oc in occluders:
+                    if oc.start <= i < oc.stop:
+                        x1, x2 = int(oc.x1 * size[0]), int(oc.x2 * size[0])
+                        y1, y2 = int(oc.y1 * size[1]), int(oc.y2 * size[1])
+                        frame[y1:y2, x1:x2] = (90, 90, 90)
+                if k:
+                    frame = np.ascontiguousarray(np.rot90(frame, -k))
+                vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+                vf.pts = pts[i] if pts is not None else int(round(i / fps / tb))
+                vf.time_base = tb
+                for p in vs.encode(vf):
+                    c.mux(p)
+                i += 1
+        for p in vs.encode(None):
+            c.mux(p)
+        if audio:
+            sr = 48000
+            secs = float(total / fps)
+            samples = int(sr * secs)
+            tt = np.arange(samples) / sr
+            wave = (0.2 * np.sin(2 * np.pi * 440 * tt)).astype(np.float32)
+            step = 1024
+            for s0 in range(0, samples, step):
+                chunk = wave[s0 : s0 + step]
+                af = av.AudioFrame.from_ndarray(np.stack([chunk, chunk], axis=1).reshape(1, -1), format="flt", layout="stereo")
+                af.sample_rate = sr
+                af.pts = s0
+                af.time_base = Fraction(1, sr)
+                for p in a.encode(af):
+                    c.mux(p)
+            for p in a.encode(None):
+                c.mux(p)
+    return path

@@ -1,0 +1,132 @@
+"""Face tracker on top of norfair: the only module that imports norfair.
+
+`FaceTracker.update(dets, frame_index)` returns every face to cover in that
+frame, with a persistent `track_id`:
+
+- every detection, whatever its track's state (a new track is covered from its
+  first frame: tracks start with no initialization delay);
+- every track that the detector missed for at most `hold_frames` frames, at its
+  predicted position, grown a little per missed frame (state PREDICTED).
+
+Boxes and landmarks are smoothed per track (One-Euro); when the detection runs
+away from the smoothed box (fast motion), the filter snaps to the detection so
+the covered region never lags behind the face.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from norfair import Detection, Tracker
+
+from vidanon.config import TrackConfig
+from vidanon.track.smooth import OneEuro
+from vidanon.types import DETECTED, PREDICTED, FaceDetections
+
+
+class _TrackState:
+    def __init__(self, cfg: TrackConfig) -> None:
+        self.filter = OneEuro(cfg.min_cutoff, cfg.beta)
+        self.missed = 0
+        self.last_box: np.ndarray | None = None
+        self.last_lm_rel: np.ndarray | None = None  # landmarks relative to the box, for predictions
+
+
+def _contains(outer: np.ndarray, inner: np.ndarray, slack: float) -> bool:
+    w, h = outer[2] - outer[0], outer[3] - outer[1]
+    pad = np.array([-w, -h, w, h]) * slack
+    o = outer + pad
+    return bool(inner[0] >= o[0] and inner[1] >= o[1] and inner[2] <= o[2] and inner[3] <= o[3])
+
+
+class FaceTracker:
+    """Assigns persistent ids and holds missed faces (fail closed)."""
+
+    def __init__(self, cfg: TrackConfig | None = None) -> None:
+        self.cfg = cfg or TrackConfig()
+        self._tracker = Tracker(
+            distance_function="iou",
+            distance_threshold=self.cfg.distance_threshold,
+            hit_counter_max=max(self.cfg.hold_frames, 1) + 1,
+            initialization_delay=0,
+        )
+        self._states: dict[int, _TrackState] = {}
+        self.new_ids: list[int] = []
+
+    def update(self, dets: FaceDetections, frame_index: int) -> FaceDetections:
+        """Matches `dets` to tracks and adds held predictions. `frame_index` is for callers' bookkeeping."""
+        norfair_dets = [
+            Detection(points=dets.xyxy[i].reshape(2, 2).astype(np.float64), data=i) for i in range(len(dets))
+        ]
+        self._tracker.update(norfair_dets)
+        matched: dict[int, int] = {}  # det index -> track id
+        predicted: list[tuple[int, np.ndarray]] = []
+        current = {id(d) for d in norfair_dets}
+        alive = set()
+        for obj in self._tracker.tracked_objects:
+            tid = obj.id if obj.id is not None else None
+            if tid is None:
+                continue
+            alive.add(tid)
+            if id(obj.last_detection) in current:
+                matched[obj.last_detection.data] = tid
+            else:
+                predicted.append((tid, obj.estimate.reshape(4)))
+        self.new_ids = [t for t in matched.values() if t not in self._states]
+        for tid in list(self._states):
+            if tid not in alive:
+                del self._states[tid]
+
+        n = len(dets)
+        xyxy = dets.xyxy.copy()
+        lms = dets.landmarks.copy()
+        tids = np.full(n, -1, np.int64)
+        for i in range(n):
+            tid = matched.get(i)
+            if tid is None:  # cannot happen with initialization_delay=0; keep covering anyway
+                continue
+            tids[i] = tid
+            st = self._states.setdefault(tid, _TrackState(self.cfg))
+            st.missed = 0
+            raw_box = dets.xyxy[i].astype(np.float64)
+            if self.cfg.smoothing:
+                vec = np.concatenate([raw_box, dets.landmarks[i].reshape(-1)])
+                size = float(max(raw_box[2] - raw_box[0], raw_box[3] - raw_box[1], 1.0))
+                sm = st.filter(vec, scale=size)
+                if not _contains(sm[:4], raw_box, 0.06):
+                    sm = st.filter.reset(vec)  # lagging behind: snap, never expose the face edge
+                xyxy[i] = sm[:4]
+                lms[i] = sm[4:].reshape(5, 2)
+            st.last_box = xyxy[i].astype(np.float64)
+            wh = np.maximum(st.last_box[2:] - st.last_box[:2], 1.0)
+            st.last_lm_rel = (lms[i] - st.last_box[:2]) / wh
+
+        p_xyxy, p_lm, p_tid = [], [], []
+        for tid, est in predicted:
+            st = self._states.get(tid)
+            if st is None or st.last_box is None:
+                continue
+            st.missed += 1
+            if st.missed > self.cfg.hold_frames:
+                continue
+            box = np.array([min(est[0], est[2]), min(est[1], est[3]), max(est[0], est[2]), max(est[1], est[3])])
+            # the prediction may drift: keep it at least as large as the last seen face, then grow it
+            c = (box[:2] + box[2:]) / 2
+            half = np.maximum((box[2:] - box[:2]) / 2, (st.last_box[2:] - st.last_box[:2]) / 2)
+            half *= 1.0 + self.cfg.hold_growth * st.missed
+            box = np.concatenate([c - half, c + half])
+            p_xyxy.append(box)
+            p_lm.append(box[:2] + st.last_lm_rel * (box[2:] - box[:2]))
+            p_tid.append(tid)
+            st.filter.reset(np.concatenate([box, p_lm[-1].reshape(-1)]))
+
+        out = FaceDetections(xyxy, dets.score, lms, tids, np.full(n, DETECTED, np.int8))
+        if p_tid:
+            pred = FaceDetections(
+                np.array(p_xyxy, np.float32),
+                np.zeros(len(p_tid), np.float32),
+                np.array(p_lm, np.float32),
+                np.array(p_tid, np.int64),
+                np.full(len(p_tid), PREDICTED, np.int8),
+            )
+            out = FaceDetections.concat([out, pred])
+        return out
