@@ -47,6 +47,13 @@ def video_pts(path: Path) -> list[int]:
         return sorted(p.pts for p in c.demux(c.streams.video[0]) if p.size)
 
 
+def video_times(path: Path) -> list[Fraction]:
+    """Presentation times of the video packets in seconds, whatever the container's time base."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return sorted(p.pts * s.time_base for p in c.demux(s) if p.size)
+
+
 def stream_packets(path: Path, kind: str, index: int = 0) -> list[bytes]:
     with av.open(str(path)) as c:
         s = getattr(c.streams, kind)[index]
@@ -76,4 +83,4 @@ def leaked_faces(detector, original: list[np.ndarray], output: list[np.ndarray])
     return leaks
 
 
-__all__ = ["Fraction", "decode_rgb", "video_pts", "stream_packets", "iou", "leaked_faces"]
+__all__ = ["Fraction", "decode_rgb", "video_pts", "video_times", "stream_packets", "iou", "leaked_faces"]

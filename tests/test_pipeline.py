@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-
 from fractions import Fraction
 
 import av
@@ -184,7 +183,9 @@ def test_memory_flat_with_length(media, tmp_path):
     )
     peaks = []
     for src in (short, long):
-        r = subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / src.name)], capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-c", code, str(src), str(tmp_path / src.name)], capture_output=True, text=True
+        )
         assert r.returncode == 0, r.stderr
         peaks.append(int(r.stdout.strip()) / 1024)
     assert peaks[1] - peaks[0] < 25, peaks  # MiB; 120 more frames of 640x360 RGB would be 80 MiB

@@ -138,7 +138,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log details of each stage."),
 ) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="vidanon: %(message)s")
@@ -146,27 +148,45 @@ def _root(
 
 @app.command()
 def anonymize(
-    input: Path = typer.Argument(..., help="Video file, image file, or a folder of images."),
+    input: Path = typer.Argument(..., readable=False, help="Video file, image file, or a folder of images."),
     output: Path = typer.Argument(..., help="Output video/image file, or folder for a folder input."),
     mode: Mode = typer.Option(Mode.blur, "--mode", "-m", help="How faces are covered."),
     mask_shape: Shape = typer.Option(Shape.ellipse, "--mask-shape", help="Shape of the covered region."),
     mask_scale: float = typer.Option(1.3, "--mask-scale", help="Covered region = face box scaled by this (1-4)."),
-    fallback: Fallback = typer.Option(Fallback.blur, "--fallback", help="Filter for faces the generator cannot handle and for failed frames."),
+    fallback: Fallback = typer.Option(
+        Fallback.blur, "--fallback", help="Filter for faces the generator cannot handle and for failed frames."
+    ),
     seed: int = typer.Option(0, "--seed", help="Run seed: with the track id it fixes each fake identity (gan mode)."),
-    z_mode: ZMode = typer.Option(ZMode.per_track, "--z-mode", help="per-track: one fake identity per track; per-frame: a new one each frame (DeepPrivacy's behaviour, for comparison)."),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="Generator checkpoint (default: the bundled one)."),
+    z_mode: ZMode = typer.Option(
+        ZMode.per_track,
+        "--z-mode",
+        help="per-track: one fake identity per track; per-frame: a new one each frame (DeepPrivacy's behaviour, for comparison).",
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="Generator checkpoint (default: the bundled one)."
+    ),
     device: str = typer.Option("cpu", "--device", help="Torch device for the generator: cpu or cuda."),
     threshold: float = typer.Option(0.5, "--threshold", help="Detector score threshold (lower covers more)."),
     detect_size: int = typer.Option(960, "--detect-size", help="Detect on a copy downscaled to this longer side."),
-    hold_frames: int = typer.Option(12, "--hold-frames", help="Keep covering a missed face at its predicted place for this many frames."),
-    lookahead: int = typer.Option(8, "--lookahead", help="Frames buffered so a new face is also covered in the frames before its first detection."),
-    smoothing: bool = typer.Option(True, "--smoothing/--no-smoothing", help="Smooth face boxes and landmarks over time."),
+    hold_frames: int = typer.Option(
+        12, "--hold-frames", help="Keep covering a missed face at its predicted place for this many frames."
+    ),
+    lookahead: int = typer.Option(
+        8, "--lookahead", help="Frames buffered so a new face is also covered in the frames before its first detection."
+    ),
+    smoothing: bool = typer.Option(
+        True, "--smoothing/--no-smoothing", help="Smooth face boxes and landmarks over time."
+    ),
     codec: str = typer.Option("libx264", "--codec", help="Video encoder."),
     crf: int = typer.Option(18, "--crf", help="Constant rate factor (quality) for x264/x265, 0-51."),
     preset: str = typer.Option("veryfast", "--preset", help="Encoder speed preset."),
-    keep_metadata: bool = typer.Option(False, "--keep-metadata", help="Keep location/creation metadata (stripped by default; rotation is always kept)."),
+    keep_metadata: bool = typer.Option(
+        False, "--keep-metadata", help="Keep location/creation metadata (stripped by default; rotation is always kept)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
-    tracks: Path | None = typer.Option(None, "--tracks", help="Write per-frame faces (box, landmarks, score, track id, state) to this JSON file."),
+    tracks: Path | None = typer.Option(
+        None, "--tracks", help="Write per-frame faces (box, landmarks, score, track id, state) to this JSON file."
+    ),
     json_summary: Path | None = typer.Option(None, "--json-summary", help="Write the run summary to this JSON file."),
     strict: bool = typer.Option(False, "--strict", help="Fail (exit 1, no output) if the input has damaged packets."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary line."),
@@ -180,8 +200,14 @@ def anonymize(
                 detect=DetectConfig(score_threshold=threshold, max_size=detect_size),
                 track=TrackConfig(hold_frames=hold_frames, lookahead=lookahead, smoothing=smoothing),
                 cover=CoverConfig(
-                    mode=mode.value, shape=mask_shape.value, mask_scale=mask_scale, fallback=fallback.value,
-                    seed=seed, z_mode=z_mode.value, checkpoint=str(checkpoint) if checkpoint else None, device=device,
+                    mode=mode.value,
+                    shape=mask_shape.value,
+                    mask_scale=mask_scale,
+                    fallback=fallback.value,
+                    seed=seed,
+                    z_mode=z_mode.value,
+                    checkpoint=str(checkpoint) if checkpoint else None,
+                    device=device,
                 ),
                 encode=EncodeConfig(codec=codec, crf=crf, preset=preset, keep_metadata=keep_metadata),
                 strict=strict,

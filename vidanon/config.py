@@ -68,7 +68,9 @@ class TrackConfig:
         _check(0 <= self.hold_frames <= 1000, f"hold_frames must be in [0, 1000], got {self.hold_frames}")
         _check(0 <= self.lookahead <= 300, f"lookahead must be in [0, 300], got {self.lookahead}")
         _check(0.0 <= self.hold_growth <= 1.0, f"hold_growth must be in [0, 1], got {self.hold_growth}")
-        _check(0.0 < self.distance_threshold <= 1.0, f"distance_threshold must be in (0, 1], got {self.distance_threshold}")
+        _check(
+            0.0 < self.distance_threshold <= 1.0, f"distance_threshold must be in (0, 1], got {self.distance_threshold}"
+        )
         _check(self.min_cutoff > 0 and self.beta >= 0, "min_cutoff must be > 0 and beta >= 0")
 
 
@@ -103,7 +105,9 @@ class CoverConfig:
         _check(self.mode in COVER_MODES, f"mode must be one of {', '.join(COVER_MODES)}, got {self.mode!r}")
         _check(self.shape in MASK_SHAPES, f"shape must be one of {', '.join(MASK_SHAPES)}, got {self.shape!r}")
         _check(1.0 <= self.mask_scale <= 4.0, f"mask_scale must be in [1, 4], got {self.mask_scale}")
-        _check(self.fallback in COVER_MODES[:3], f"fallback must be one of blur, pixelate, solid, got {self.fallback!r}")
+        _check(
+            self.fallback in COVER_MODES[:3], f"fallback must be one of blur, pixelate, solid, got {self.fallback!r}"
+        )
         _check(self.z_mode in Z_MODES, f"z_mode must be one of {', '.join(Z_MODES)}, got {self.z_mode!r}")
         _check(self.min_gan_size >= 1, f"min_gan_size must be at least 1, got {self.min_gan_size}")
 

@@ -18,9 +18,9 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -81,6 +81,8 @@ def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
             raise OutputError(f"{dst}: output directory {parent} does not exist")
         if dst.is_dir():
             raise OutputError(f"{dst}: is a directory, expected an output file path")
+        if dst.exists() and not dst.is_file():
+            raise OutputError(f"{dst}: exists and is not a regular file; refusing to replace it")
         if dst.exists() and not overwrite:
             raise OutputError(f"{dst}: already exists (use --overwrite to replace it)")
 
@@ -227,6 +229,33 @@ class TracksWriter:
         _remove(self.tmp)
 
 
+# ---------------------------------------------------------------- damage
+class _FFmpegErrors:
+    """Counts FFmpeg's error messages during a run: damaged input is often concealed
+    by the decoder, which only says so in its log."""
+
+    def __enter__(self) -> _FFmpegErrors:
+        import av.logging
+
+        self._old = av.logging.get_level()
+        if self._old is None or self._old < av.logging.ERROR:
+            av.logging.set_level(av.logging.ERROR)
+        self._cap = av.logging.Capture(local=False)
+        self.logs = self._cap.__enter__()
+        return self
+
+    def count(self, names: set[str]) -> int:
+        import av.logging
+
+        return sum(1 for level, name, _ in self.logs if level <= av.logging.ERROR and name in names)
+
+    def __exit__(self, *exc) -> None:
+        import av.logging
+
+        self._cap.__exit__(*exc)
+        av.logging.set_level(self._old)
+
+
 # ---------------------------------------------------------------- threads
 _DONE = object()
 
@@ -294,7 +323,7 @@ def anonymize_video(
     tmp = _temp_path(dst)
     tracks = None
     stop = threading.Event()
-    with Demuxer(src) as dm:
+    with _FFmpegErrors() as ff_errors, Demuxer(src) as dm:
         info = dm.info
         writer = VideoWriter(tmp, _FORMATS.get(dst.suffix.lower()), dm, cfg.encode)
         dec_q: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
@@ -372,14 +401,19 @@ def anonymize_video(
             if enc_t.error is not None:
                 raise _stage_error(enc_t)
             writer.finish()
-            summary.corrupt_packets = dm.stats.corrupt_packets + dm.stats.demux_errors
+            expected = dm.info.frames
+            missing = max(0, expected - summary.frames_read) if expected else 0
+            summary.corrupt_packets = (
+                dm.stats.corrupt_packets + dm.stats.demux_errors + ff_errors.count(dm.source_names) + missing
+            )
             if summary.corrupt_packets:
                 summary.warnings.append(
-                    f"input is damaged: {summary.corrupt_packets} packet(s) could not be decoded and were skipped"
+                    f"input is damaged: {summary.corrupt_packets} decode error(s); the {summary.frames_read} "
+                    "frame(s) that decoded were anonymized"
                 )
                 if cfg.strict:
                     raise StrictModeError(
-                        f"{src}: {summary.corrupt_packets} damaged packet(s) skipped (--strict)"
+                        f"{src}: input is damaged ({summary.corrupt_packets} decode error(s)); no output written (--strict)"
                     )
             if summary.frames_written == 0:
                 raise InputError(f"{src}: no frame could be decoded")
@@ -424,7 +458,11 @@ def _stage_error(worker: _Worker) -> BaseException:
 
 # ---------------------------------------------------------------- images
 def anonymize_image(
-    src: str | Path, dst: str | Path, cfg: PipelineConfig | None = None, *, overwrite: bool = False,
+    src: str | Path,
+    dst: str | Path,
+    cfg: PipelineConfig | None = None,
+    *,
+    overwrite: bool = False,
     frame_anonymizer: FrameAnonymizer | None = None,
 ) -> RunSummary:
     """Anonymizes one photo. EXIF orientation is applied; no metadata is written."""
@@ -453,14 +491,25 @@ def anonymize_image(
         _remove(tmp)
         raise
     return RunSummary(
-        input=str(src), output=str(dst), frames_read=1, frames_written=1, faces_covered=len(faces),
-        faces_detected=len(faces), tracks=len(faces), frames_with_fallback=int(fallback),
-        stage_errors=int(failed), seconds=time.perf_counter() - t0,
+        input=str(src),
+        output=str(dst),
+        frames_read=1,
+        frames_written=1,
+        faces_covered=len(faces),
+        faces_detected=len(faces),
+        tracks=len(faces),
+        frames_with_fallback=int(fallback),
+        stage_errors=int(failed),
+        seconds=time.perf_counter() - t0,
     )
 
 
 def anonymize_directory(
-    src: str | Path, dst: str | Path, cfg: PipelineConfig | None = None, *, overwrite: bool = False,
+    src: str | Path,
+    dst: str | Path,
+    cfg: PipelineConfig | None = None,
+    *,
+    overwrite: bool = False,
     progress: ProgressFn | None = None,
 ) -> RunSummary:
     """Anonymizes every image in a folder into another folder (created if missing)."""
@@ -500,14 +549,14 @@ def anonymize_directory(
     return total
 
 
-def anonymize_path(
-    src: str | Path, dst: str | Path, cfg: PipelineConfig | None = None, **kwargs
-) -> RunSummary:
+def anonymize_path(src: str | Path, dst: str | Path, cfg: PipelineConfig | None = None, **kwargs) -> RunSummary:
     """Dispatches on the input: a folder of images, an image, or a video."""
     src = Path(src)
     if src.is_dir():
         kwargs.pop("tracks_path", None)
-        return anonymize_directory(src, dst, cfg, overwrite=kwargs.get("overwrite", False), progress=kwargs.get("progress"))
+        return anonymize_directory(
+            src, dst, cfg, overwrite=kwargs.get("overwrite", False), progress=kwargs.get("progress")
+        )
     if src.suffix.lower() in IMAGE_SUFFIXES:
         return anonymize_image(src, dst, cfg, overwrite=kwargs.get("overwrite", False))
     return anonymize_video(src, dst, cfg, **kwargs)

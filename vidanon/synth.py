@@ -117,7 +117,9 @@ def write_video(
             step = 1024
             for s0 in range(0, samples, step):
                 chunk = wave[s0 : s0 + step]
-                af = av.AudioFrame.from_ndarray(np.stack([chunk, chunk], axis=1).reshape(1, -1), format="flt", layout="stereo")
+                af = av.AudioFrame.from_ndarray(
+                    np.stack([chunk, chunk], axis=1).reshape(1, -1), format="flt", layout="stereo"
+                )
                 af.sample_rate = sr
                 af.pts = s0
                 af.time_base = Fraction(1, sr)

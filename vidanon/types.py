@@ -70,9 +70,7 @@ class FaceDetections:
 
     def __getitem__(self, idx) -> FaceDetections:
         idx = np.atleast_1d(np.arange(len(self))[idx])
-        return FaceDetections(
-            self.xyxy[idx], self.score[idx], self.landmarks[idx], self.track_id[idx], self.state[idx]
-        )
+        return FaceDetections(self.xyxy[idx], self.score[idx], self.landmarks[idx], self.track_id[idx], self.state[idx])
 
     @classmethod
     def concat(cls, parts: list[FaceDetections]) -> FaceDetections:
@@ -89,16 +87,12 @@ class FaceDetections:
 
     def scaled(self, factor: float) -> FaceDetections:
         """Coordinates multiplied by `factor` (to map between detection and frame scale)."""
-        return FaceDetections(
-            self.xyxy * factor, self.score, self.landmarks * factor, self.track_id, self.state
-        )
+        return FaceDetections(self.xyxy * factor, self.score, self.landmarks * factor, self.track_id, self.state)
 
 
 def _default_landmarks(xyxy: np.ndarray) -> np.ndarray:
     """Landmarks placed at canonical positions inside each box, for faces that have none."""
-    canon = np.array(
-        [[0.31, 0.40], [0.69, 0.40], [0.50, 0.58], [0.35, 0.76], [0.65, 0.76]], np.float32
-    )
+    canon = np.array([[0.31, 0.40], [0.69, 0.40], [0.50, 0.58], [0.35, 0.76], [0.65, 0.76]], np.float32)
     wh = (xyxy[:, 2:] - xyxy[:, :2])[:, None, :]
     return xyxy[:, None, :2] + canon[None] * wh
 

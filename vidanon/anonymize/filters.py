@@ -38,7 +38,12 @@ def region_mask(shape_hw: tuple[int, int], faces: FaceDetections, cfg: CoverConf
             axes = (int(np.ceil(hx * 1.15)), int(np.ceil(hy * 1.15)))
             cv2.ellipse(mask, (int(round(cx)), int(round(cy))), axes, 0, 0, 360, 255, -1)
         else:
-            x1, y1, x2, y2 = int(np.floor(cx - hx)), int(np.floor(cy - hy)), int(np.ceil(cx + hx)), int(np.ceil(cy + hy))
+            x1, y1, x2, y2 = (
+                int(np.floor(cx - hx)),
+                int(np.floor(cy - hy)),
+                int(np.ceil(cx + hx)),
+                int(np.ceil(cy + hy)),
+            )
             cv2.rectangle(mask, (x1, y1), (x2, y2), 255, -1)
     return mask
 

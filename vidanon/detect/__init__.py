@@ -30,7 +30,5 @@ def make_detector(cfg: DetectConfig) -> FaceDetector:
     try:
         factory = DETECTORS[cfg.backend]
     except KeyError:
-        raise ValueError(
-            f"unknown detector {cfg.backend!r}; valid names: {', '.join(sorted(DETECTORS))}"
-        ) from None
+        raise ValueError(f"unknown detector {cfg.backend!r}; valid names: {', '.join(sorted(DETECTORS))}") from None
     return factory(cfg)

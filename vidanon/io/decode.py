@@ -12,10 +12,10 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -78,6 +78,14 @@ def _rotation_of(stream: av.video.stream.VideoStream, first_frame: av.VideoFrame
     return rot
 
 
+def _frame_rate(stream) -> Fraction | None:
+    """FFmpeg's best guess of the frame rate; the container's average rate is sometimes bogus."""
+    for rate in (stream.guessed_rate, stream.average_rate, stream.base_rate):
+        if rate and 0 < rate <= 1000:
+            return Fraction(rate)
+    return None
+
+
 def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
     """The frame as it is displayed: rotated counter-clockwise by `rotation` degrees."""
     k = (rotation // 90) % 4
@@ -115,6 +123,8 @@ class Demuxer:
         self._pending: list[PacketItem] = []
         self._packets = self.container.demux()
         self.info = self._probe()
+        # names under which FFmpeg logs problems with this input
+        self.source_names = {self.container.format.name, self.info.codec, self.video.codec_context.codec.name}
 
     def _probe(self) -> VideoInfo:
         """Decodes up to the first video frame (kept for `items`) to learn size and rotation."""
@@ -147,7 +157,7 @@ class Demuxer:
             width=w,
             height=h,
             time_base=Fraction(tb),
-            average_rate=Fraction(self.video.average_rate) if self.video.average_rate else None,
+            average_rate=_frame_rate(self.video),
             frames=int(self.video.frames or 0),
             rotation=rot,
             pix_fmt=str(first.format.name),

@@ -11,6 +11,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.logging
 import numpy as np
 
 from vidanon.config import EncodeConfig
@@ -33,6 +34,24 @@ class EncodeStats:
     streams_dropped: list[str] = field(default_factory=list)
     packets_dropped: int = 0
     pts_fixed: int = 0
+
+
+def _can_mux(fmt: str, stream: av.stream.Stream) -> bool:
+    """Whether the muxer really takes a copy of `stream`: some accept a codec in their
+    list and refuse it when writing the header (e.g. opus in mov)."""
+    import io
+
+    av_logging_level = av.logging.get_level()
+    try:
+        av.logging.set_level(None)  # the probe's refusal is expected, not an error to count
+        with av.open(io.BytesIO(), "w", format=fmt) as probe:
+            probe.add_stream_from_template(stream)
+            probe.start_encoding()
+        return True
+    except (av.error.FFmpegError, ValueError, TypeError, OSError):
+        return False
+    finally:
+        av.logging.set_level(av_logging_level)
 
 
 def _describe(stream: av.stream.Stream) -> str:
@@ -92,7 +111,7 @@ class VideoWriter:
             if s.type == "video":
                 self._drop(desc, "only the first video stream is anonymized; other video streams could show faces")
                 continue
-            if name and name in supported:
+            if name and name in supported and _can_mux(self.out.format.name, s):
                 try:
                     o = self.out.add_stream_from_template(s)
                     self._copy_meta(s, o)
@@ -223,7 +242,10 @@ class VideoWriter:
             try:
                 self.out.mux(p)
             except OSError as exc:
-                if isinstance(exc, av.error.FFmpegError) and getattr(exc, "errno", None) not in (errno.ENOSPC, errno.EIO):
+                if isinstance(exc, av.error.FFmpegError) and getattr(exc, "errno", None) not in (
+                    errno.ENOSPC,
+                    errno.EIO,
+                ):
                     if p.stream is self.video:
                         raise CodecError(f"muxing video failed: {str(exc).splitlines()[0]}") from None
                     self.stats.packets_dropped += 1
@@ -250,4 +272,3 @@ class VideoWriter:
             self.out.close()
         except Exception:  # noqa: BLE001 - closing a broken file must not mask the real error
             pass
-
