@@ -48,18 +48,24 @@ def region_mask(shape_hw: tuple[int, int], faces: FaceDetections, cfg: CoverConf
     return mask
 
 
+# Strength, relative to the face: tuned on the bundled photos at several scales until
+# YuNet no longer finds any covered face (benchmarks/filter_strength.py).
+BLUR_FACE_PX = 10  # the face is shrunk to this many pixels before a sigma-4 blur
+PIXELATE_BLOCKS = 3  # blocks across a face
+
+
 def _filtered(patch: np.ndarray, mode: str, face_size: float) -> np.ndarray:
     if mode == "solid":
         return np.zeros_like(patch)
     if mode == "pixelate":
-        blocks = 5  # 5 blocks across a face: the detector no longer finds it (8 still was)
+        blocks = PIXELATE_BLOCKS
         h, w = patch.shape[:2]
         bs = max(2, int(round(face_size / blocks)))
         small = cv2.resize(patch, (max(1, w // bs), max(1, h // bs)), interpolation=cv2.INTER_AREA)
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
     # blur: downscale then a strong Gaussian, so the cost does not grow with face size
     h, w = patch.shape[:2]
-    f = max(1.0, face_size / 24.0)
+    f = max(1.0, face_size / BLUR_FACE_PX)
     small = cv2.resize(patch, (max(1, int(w / f)), max(1, int(h / f))), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), sigmaX=4.0, borderType=cv2.BORDER_REPLICATE)
     small = cv2.GaussianBlur(small, (0, 0), sigmaX=4.0, borderType=cv2.BORDER_REPLICATE)
