@@ -83,4 +83,32 @@ def leaked_faces(detector, original: list[np.ndarray], output: list[np.ndarray])
     return leaks
 
 
-__all__ = ["Fraction", "decode_rgb", "video_pts", "video_times", "stream_packets", "iou", "leaked_faces"]
+def identity_leaks(detector, original: list[np.ndarray], output: list[np.ndarray]) -> list[tuple[int, float]]:
+    """(frame, cosine) where a face found in the output at an input face's place is still
+    that person by SFace (cosine at or above 0.363): a recognisable face, not a face-shaped blob."""
+    from vidanon.metrics.sface import SAME_IDENTITY_THRESHOLD, SFace, cosine
+
+    sface = SFace()
+    leaks = []
+    for i, (a, b) in enumerate(zip(original, output)):
+        da, db = detector.detect(a), detector.detect(b)
+        if not (len(da) and len(db)):
+            continue
+        hit = (iou(da.xyxy, db.xyxy) > 0.3).any(axis=1)
+        if hit.any():
+            faces = da[np.flatnonzero(hit)]
+            sims = cosine(sface.embed(a, faces), sface.embed(b, faces))
+            leaks += [(i, float(c)) for c in np.atleast_1d(sims) if c >= SAME_IDENTITY_THRESHOLD]
+    return leaks
+
+
+__all__ = [
+    "Fraction",
+    "decode_rgb",
+    "video_pts",
+    "video_times",
+    "stream_packets",
+    "iou",
+    "leaked_faces",
+    "identity_leaks",
+]

@@ -167,7 +167,10 @@ def anonymize(
     ),
     device: str = typer.Option("cpu", "--device", help="Torch device for the generator: cpu or cuda."),
     threshold: float = typer.Option(0.5, "--threshold", help="Detector score threshold (lower covers more)."),
-    detect_size: int = typer.Option(960, "--detect-size", help="Detect on a copy downscaled to this longer side."),
+    detect_size: int = typer.Option(640, "--detect-size", help="Detect on a copy downscaled to this longer side."),
+    detect_every: int = typer.Option(
+        1, "--detect-every", help="Run the detector every Nth frame; the tracker covers the frames between."
+    ),
     hold_frames: int = typer.Option(
         12, "--hold-frames", help="Keep covering a missed face at its predicted place for this many frames."
     ),
@@ -197,7 +200,7 @@ def anonymize(
     def work() -> None:
         try:
             cfg = PipelineConfig(
-                detect=DetectConfig(score_threshold=threshold, max_size=detect_size),
+                detect=DetectConfig(score_threshold=threshold, max_size=detect_size, every=detect_every),
                 track=TrackConfig(hold_frames=hold_frames, lookahead=lookahead, smoothing=smoothing),
                 cover=CoverConfig(
                     mode=mode.value,

@@ -25,17 +25,21 @@ class DetectConfig:
         max_size: frames whose longer side is larger are detected on a
             downscaled copy, and the boxes mapped back.
         nms_threshold: IoU above which overlapping detections are merged.
+        every: run the detector on every Nth frame only; the tracker predicts
+            (and covers, grown) the frames between. 1 detects every frame.
     """
 
     backend: str = "yunet"
     score_threshold: float = 0.5
-    max_size: int = 960
+    max_size: int = 640
     nms_threshold: float = 0.3
+    every: int = 1
 
     def __post_init__(self) -> None:
         _check(0.0 < self.score_threshold < 1.0, f"score_threshold must be in (0, 1), got {self.score_threshold}")
         _check(self.max_size >= 64, f"max_size must be at least 64, got {self.max_size}")
         _check(0.0 < self.nms_threshold <= 1.0, f"nms_threshold must be in (0, 1], got {self.nms_threshold}")
+        _check(1 <= self.every <= 30, f"every must be in [1, 30], got {self.every}")
 
 
 @dataclass(frozen=True)

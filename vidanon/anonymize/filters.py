@@ -89,16 +89,17 @@ def apply_filter(frame: np.ndarray, faces: FaceDetections, cfg: CoverConfig, mod
     if len(faces) == 0:
         return out
     h, w = frame.shape[:2]
-    mask = region_mask((h, w), faces, cfg)
-    # one filtered patch per face, written under the mask of all faces
+    # each face: filter a patch around it (from the input, so overlapping faces do not
+    # filter twice) and write it under the face's own mask, drawn in patch coordinates
     boxes = region_boxes(faces.xyxy, cfg.mask_scale * 1.2, w, h)
     sizes = (faces.xyxy[:, 2:] - faces.xyxy[:, :2]).max(axis=1)
-    for (x1, y1, x2, y2), size in zip(boxes, sizes):
+    for i, ((x1, y1, x2, y2), size) in enumerate(zip(boxes, sizes)):
         if x2 <= x1 or y2 <= y1:
             continue
-        patch = frame[y1:y2, x1:x2]
-        m = mask[y1:y2, x1:x2] > 0
-        out[y1:y2, x1:x2][m] = _filtered(patch, mode, float(size))[m]
+        face = faces[i]
+        local = FaceDetections(face.xyxy - np.array([x1, y1, x1, y1], np.float32))
+        m = region_mask((y2 - y1, x2 - x1), local, cfg)
+        cv2.copyTo(_filtered(frame[y1:y2, x1:x2], mode, float(size)), m, out[y1:y2, x1:x2])
     return out
 
 

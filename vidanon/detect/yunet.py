@@ -50,9 +50,10 @@ class YuNetDetector:
             raise ValueError(f"detect expects an (h, w, 3) uint8 RGB frame, got {rgb.shape} {rgb.dtype}")
         h, w = rgb.shape[:2]
         scale = min(1.0, self.cfg.max_size / max(h, w))
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        if scale < 1.0:
-            bgr = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        small = rgb
+        if scale < 1.0:  # shrink first, then swap channels on the small copy
+            small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
         size = (bgr.shape[1], bgr.shape[0])
         if size != self._size:
             self._net.setInputSize(size)

@@ -1,0 +1,157 @@
+"""Throughput: vidanon against the PyAV decode+encode floor of the same clip, in one run.
+
+    .venv/bin/python benchmarks/speed.py [--frames 360] [--sizes 720,1080] [--gan] [--write]
+
+For each clip (the bundled sample, and generated 720p/1080p clips with 3 to 5 faces
+and audio) it times, each in a fresh subprocess so that peak memory is its own:
+
+- floor: PyAV decode + libx264 veryfast encode (same settings as vidanon), audio copied;
+- vidanon blur (default settings) and, with --gan, vidanon gan;
+- deface on the same clip, when the `deface` command is installed.
+
+It prints frames/s, the ratio to the floor, peak RSS and vidanon's time per stage,
+and with --write replaces the "Throughput" section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+
+FLOOR = r"""
+import sys, time, av, resource
+src, dst = sys.argv[1], sys.argv[2]
+t0 = time.perf_counter()
+with av.open(src) as i, av.open(dst, "w") as o:
+    iv = i.streams.video[0]; iv.thread_type = "AUTO"
+    ov = o.add_stream("libx264", rate=iv.guessed_rate)
+    ov.width, ov.height, ov.pix_fmt = iv.codec_context.width, iv.codec_context.height, "yuv420p"
+    ov.time_base = iv.time_base; ov.codec_context.time_base = iv.time_base
+    ov.codec_context.options = {"crf": "18", "preset": "veryfast"}; ov.codec_context.thread_count = 2
+    oa = {s.index: o.add_stream_from_template(s) for s in i.streams.audio}
+    n = 0
+    for p in i.demux():
+        if p.stream.index == iv.index:
+            for f in p.decode():
+                # the same RGB round trip vidanon makes
+                g = av.VideoFrame.from_ndarray(f.to_ndarray(format="rgb24"), format="rgb24")
+                g.pts, g.time_base = f.pts, f.time_base
+                for q in ov.encode(g): o.mux(q)
+                n += 1
+        elif p.size and p.stream.index in oa:
+            p.stream = oa[p.stream.index]; o.mux(p)
+    for q in ov.encode(None): o.mux(q)
+print(n, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+VIDANON = r"""
+import sys, time, json, resource
+from vidanon.config import CoverConfig, PipelineConfig
+from vidanon.pipeline import anonymize_video
+mode = sys.argv[3]
+cfg = PipelineConfig(cover=CoverConfig(mode=mode))
+t0 = time.perf_counter()
+s = anonymize_video(sys.argv[1], sys.argv[2], cfg, overwrite=True)
+print(s.frames_written, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(json.dumps(s.stage_seconds))
+"""
+
+
+def make_clips(folder: Path, frames: int, sizes: list[int]) -> list[Path]:
+    from vidanon.synth import photo, write_video
+
+    names = ["faceapi-sample1.jpg", "faceapi-sample3.jpg", "faceapi-sample4.jpg", "faceapi-sample5.jpg"]
+    clips = [ROOT / "samples" / "people.mp4"]
+    for h in sizes:
+        w = h * 16 // 9
+        per = max(1, frames // len(names))
+        clips.append(
+            write_video(folder / f"gen{h}p.mp4", [(photo(n), per) for n in names], size=(w, h), fps=30, crf=20)
+        )
+    return clips
+
+
+def run(code: str, *args: str) -> tuple[int, float, float, dict]:
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed")
+    lines = r.stdout.strip().splitlines()
+    n, secs, rss = lines[0].split()
+    stages = json.loads(lines[1]) if len(lines) > 1 else {}
+    return int(n), float(secs), int(rss) / 1024, stages
+
+
+def run_deface(src: Path, dst: Path) -> tuple[float, float] | None:
+    exe = shutil.which("deface")
+    if exe is None:
+        return None
+    t0 = time.perf_counter()
+    r = subprocess.run(["/usr/bin/time", "-f", "%M", exe, str(src), "-o", str(dst)], capture_output=True, text=True)
+    if r.returncode != 0:
+        return None
+    return time.perf_counter() - t0, int(r.stderr.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", type=int, default=360)
+    ap.add_argument("--sizes", default="720,1080")
+    ap.add_argument("--gan", action="store_true", help="also time gan mode")
+    ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+    a = ap.parse_args()
+    sizes = [int(s) for s in a.sizes.split(",") if s]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for clip in make_clips(tmp, a.frames, sizes):
+            n, fsecs, frss, _ = run(FLOOR, str(clip), str(tmp / "floor.mp4"))
+            floor = n / fsecs
+            rows.append((clip.name, "floor (PyAV decode + x264 veryfast)", floor, 1.0, frss, ""))
+            for mode in ["blur"] + (["gan"] if a.gan else []):
+                n, secs, rss, stages = run(VIDANON, str(clip), str(tmp / f"{mode}.mp4"), mode)
+                fps = n / secs
+                st = " ".join(f"{k} {v / n * 1000:.1f}" for k, v in stages.items())
+                rows.append((clip.name, f"vidanon {mode}", fps, fps / floor, rss, st))
+            d = run_deface(clip, tmp / "deface.mp4")
+            if d is not None:
+                rows.append((clip.name, "deface (default)", n / d[0], n / d[0] / floor, d[1], ""))
+    head = (
+        f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, no GPU. "
+        f"Command: `.venv/bin/python benchmarks/speed.py{' --gan' if a.gan else ''}`, {a.frames} frames per "
+        "generated clip.\n\n| clip | what | frames/s | x floor | peak RSS MiB | ms/frame per stage |\n"
+        "| --- | --- | --- | --- | --- | --- |\n"
+    )
+    table = head + "".join(f"| {c} | {w} | {f:.1f} | {r:.2f} | {m:.0f} | {s} |\n" for c, w, f, r, m, s in rows)
+    print(table)
+    if a.write:
+        write_section("Throughput", table)
+
+
+def write_section(title: str, body: str) -> None:
+    """Replaces (or appends) the `## title` section of benchmarks/RESULTS.md."""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    start = text.find(f"## {title}\n")
+    block = f"## {title}\n\n{body.rstrip()}\n\n"
+    if start < 0:
+        text = text.rstrip() + "\n\n" + block
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + block + (text[end + 1 :] if end >= 0 else "")
+    RESULTS.write_text(text.rstrip() + "\n")
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    main()
