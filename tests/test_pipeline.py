@@ -14,7 +14,7 @@ from conftest import decode_rgb, leaked_faces, stream_packets, video_pts
 
 from vidanon.config import CoverConfig, PipelineConfig
 from vidanon.pipeline import anonymize_video
-from vidanon.synth import photo, write_video
+from vidanon.synth import pan_frame, photo, write_frames, write_video
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +91,35 @@ def test_new_scene_gets_new_ids_and_backfill(blurred):
     first = {f["track_id"] for f in frames[10]["faces"]}
     second = {f["track_id"] for f in frames[30]["faces"] if f["state"] == "detected"}
     assert len(second) >= 4 and not (first & second)
-    # look-ahead: the new scene's tracks also cover the frames just before the cut (fail closed)
-    assert any(f["state"] == "backfilled" for f in frames[19]["faces"])
+    # look-ahead fills back from a track's first detection, but never across a scene cut
+    assert not any(f["state"] == "backfilled" for f in frames[19]["faces"])
+
+
+def test_lookahead_covers_frames_before_first_detection(tmp_path):
+    """A face that slides into view: the frames before YuNet first finds it are covered too."""
+    img = photo("faceapi-sample4.jpg")
+    frames = []
+    base = pan_frame(img, (480, 270), 0.0)
+    for k in range(24):  # the photo slides in from the right, 20 px per frame
+        f = np.full_like(base, 40)
+        shift = max(0, 470 - 20 * k)
+        f[:, shift:] = base[:, : 480 - shift]
+        frames.append(f)
+    src = tmp_path / "enter.mp4"
+    write_frames(src, frames)
+    out, tracks = tmp_path / "o.mp4", tmp_path / "t.json"
+    summary = anonymize_video(src, out, tracks_path=tracks)
+    doc = json.loads(tracks.read_text())["frames"]
+    first = {}
+    for rec in doc:
+        for f in rec["faces"]:
+            if f["state"] == "detected":
+                first.setdefault(f["track_id"], rec["index"])
+    backfilled = {(rec["index"], f["track_id"]) for rec in doc for f in rec["faces"] if f["state"] == "backfilled"}
     assert summary.faces_backfilled > 0
+    for tid, k in first.items():
+        if k > 0:  # every frame of the look-ahead window before the first detection is covered
+            assert all((j, tid) in backfilled for j in range(max(0, k - 8), k))
 
 
 @pytest.mark.parametrize("mode", ["pixelate", "solid"])
@@ -189,3 +215,14 @@ def test_memory_flat_with_length(media, tmp_path):
         assert r.returncode == 0, r.stderr
         peaks.append(int(r.stdout.strip()) / 1024)
     assert peaks[1] - peaks[0] < 25, peaks  # MiB; 120 more frames of 640x360 RGB would be 80 MiB
+
+
+def test_cut_detector_flags_cuts_not_occluders_or_pans(people_clip):
+    from vidanon.pipeline import CutDetector
+
+    cut = CutDetector()
+    flags = [cut(f) for f in decode_rgb(people_clip)]  # cut at 20; a grey bar on 8-12
+    assert [i for i, c in enumerate(flags) if c] == [20]
+    pan = CutDetector()
+    base = pan_frame(photo("faceapi-sample3.jpg"), (480, 270), 0.0)
+    assert not any(pan(np.roll(base, 30 * k, axis=1)) for k in range(6))

@@ -128,3 +128,21 @@ def write_video(
             for p in a.encode(None):
                 c.mux(p)
     return path
+
+
+def write_frames(path: str | Path, frames: list[np.ndarray], fps: int = 25) -> Path:
+    """Writes RGB frames as they are (no pan, no audio)."""
+    path = Path(path)
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=fps)
+        vs.height, vs.width = frames[0].shape[:2]
+        vs.pix_fmt = "yuv420p"
+        vs.codec_context.options = {"crf": "16", "preset": "veryfast"}
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            vf.pts = i
+            for p in vs.encode(vf):
+                c.mux(p)
+        for p in vs.encode(None):
+            c.mux(p)
+    return path
