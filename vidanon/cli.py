@@ -244,23 +244,29 @@ def anonymize(
         raise typer.Exit(code)
 
 
-def _register_optional() -> None:
-    """Commands that live with their own subsystems."""
-    try:
-        from vidanon.metrics.command import bench_cmd
-    except ImportError:
-        pass
-    else:
-        app.command("bench")(bench_cmd)
-    try:
-        from vidanon.train.command import train_cmd
-    except ImportError:
-        pass
-    else:
-        app.command("train")(train_cmd)
+def _register_subsystem_commands() -> None:
+    """Commands that live with their own subsystems (their modules import torch lazily)."""
+    from vidanon.metrics.command import bench_cmd
+    from vidanon.train.command import train_cmd
+
+    app.command("bench")(_guarded(bench_cmd))
+    app.command("train")(_guarded(train_cmd))
 
 
-_register_optional()
+def _guarded(fn):
+    """`fn` as a command whose failures become one-line errors and exit codes."""
+    import functools
+
+    @functools.wraps(fn)
+    def command(*args, **kwargs):
+        code = run_guarded(lambda: fn(*args, **kwargs))
+        if code:
+            raise typer.Exit(code)
+
+    return command
+
+
+_register_subsystem_commands()
 
 
 def main() -> None:
