@@ -1,0 +1,224 @@
+"""End-to-end `vidanon bench` on small real videos made by the tests."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _media import CLIP_FRAMES, build_clips, clip_frames, photos_or_skip, write_video  # noqa: E402
+
+from vidanon.errors import InputError  # noqa: E402
+from vidanon.metrics.bench import BenchConfig, run_bench  # noqa: E402
+
+ALL_FRAMES = list(range(CLIP_FRAMES))
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    from vidanon.detect.yunet import YuNetDetector
+
+    folder = tmp_path_factory.mktemp("bench")
+    paths, boxes = build_clips(folder, photos_or_skip(), YuNetDetector())
+    return folder, paths, boxes
+
+
+@pytest.fixture(scope="module")
+def reports(clips):
+    _, paths, _ = clips
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = run_bench(paths["original"], paths[name])
+        return cache[name]
+
+    return get
+
+
+def test_against_itself_everything_leaks(reports):
+    r = reports("original")
+    assert r.frames == CLIP_FRAMES and r.faces == CLIP_FRAMES and r.warnings == []
+    assert r.tracks_source == "recomputed"
+    assert r.privacy.share_at_or_above == 1.0
+    assert r.privacy.mean == pytest.approx(1.0, abs=1e-4)
+    assert r.leak.frames == ALL_FRAMES
+    assert r.realism.share == 1.0
+    assert r.identity[1].mean > 0.8 and r.identity[5].mean > 0.7
+    assert r.identity[30].pairs == 0 and r.identity[30].mean is None  # clip shorter than 30 frames
+    assert r.flicker.pairs == CLIP_FRAMES - 1
+    assert r.flicker.ratio == pytest.approx(1.0)
+    assert r.flicker.original > 0
+
+
+def test_black_boxes_hide_everything(reports):
+    r = reports("black")
+    assert r.leak.count == 0
+    assert r.realism.share <= 0.1
+    assert r.privacy.share_at_or_above == 0.0
+    assert r.privacy.max < 0.363
+
+
+def test_changing_identity_is_less_consistent(reports):
+    same, varying = reports("same_swap"), reports("varying_swap")
+    for r in (same, varying):
+        assert r.leak.count == 0 and r.privacy.share_at_or_above == 0.0
+        assert r.realism.share >= 0.8  # pasted real faces are still faces
+    assert same.identity[1].mean > 0.7
+    assert varying.identity[1].mean < 0.363
+    assert same.identity[1].mean - varying.identity[1].mean > 0.4
+    assert same.identity[5].p5 > varying.identity[5].p5
+    assert varying.flicker.ratio > same.flicker.ratio
+
+
+def test_noise_flickers(reports):
+    r, base = reports("noise"), reports("original")
+    assert r.flicker.ratio > 3.0 > base.flicker.ratio
+    assert r.flicker.original == pytest.approx(base.flicker.original)
+
+
+def test_report_is_json(reports):
+    d = json.loads(json.dumps(reports("varying_swap").to_dict()))
+    assert set(d["identity"]["lags"]) == {"1", "5", "30"}
+    assert d["leak"]["count"] == 0
+    assert len(d["series"]["flicker"]) == CLIP_FRAMES - 1
+    assert "series" not in reports("original").to_dict(series=False)
+
+
+def _tracks_doc(boxes, width, height, frames=CLIP_FRAMES):
+    return {
+        "version": 1,
+        "video": {"width": width, "height": height, "time_base": "1/12", "frames": frames},
+        "frames": [
+            {
+                "index": i,
+                "pts": i,
+                "faces": [{"track_id": 7, "xyxy": [float(v) for v in b[0]], "score": 0.9, "state": "detected"}],
+            }
+            for i, b in enumerate(boxes)
+        ],
+    }
+
+
+def test_tracks_file(clips, tmp_path):
+    _, paths, boxes = clips
+    tracks = tmp_path / "t.json"
+    tracks.write_text(json.dumps(_tracks_doc(boxes, 288, 240)))
+    r = run_bench(paths["original"], paths["black"], tracks)
+    assert r.tracks_source == "file" and list(r.tracks) == [7]
+    assert r.faces == CLIP_FRAMES and r.leak.count == 0 and r.warnings == []
+    # no landmarks in the file: canonical positions are used, the face still matches itself
+    r = run_bench(paths["original"], paths["original"], tracks, max_frames=4)
+    assert r.frames == 4 and r.privacy.share_at_or_above == 1.0 and r.leak.frames == [0, 1, 2, 3]
+    tracks.write_text(json.dumps(_tracks_doc(boxes, 640, 480)))
+    with pytest.raises(InputError, match="640x480"):
+        run_bench(paths["original"], paths["original"], tracks)
+
+
+def test_display_rotation_is_applied(clips, tmp_path):
+    """A phone video stored sideways is compared upright, like the pipeline's tracks."""
+    _, paths, boxes = clips
+    frames = clip_frames(photos_or_skip())[:4]
+    rotated = write_video(tmp_path / "rot90.mp4", frames, rotation=90)
+    tracks = tmp_path / "t.json"
+    tracks.write_text(json.dumps(_tracks_doc(boxes[:4], 288, 240, frames=4)))
+    r = run_bench(rotated, paths["original"], tracks, max_frames=4)
+    assert (r.width, r.height) == (288, 240)
+    assert r.privacy.share_at_or_above == 1.0 and r.leak.frames == [0, 1, 2, 3]
+
+
+def test_frame_count_mismatch_compares_prefix(clips, tmp_path):
+    _, paths, _ = clips
+    short = write_video(tmp_path / "short.mp4", [np.zeros((240, 288, 3), np.uint8)] * 5)
+    r = run_bench(paths["original"], short, cfg=BenchConfig(lags=(1,)))
+    assert r.frames == 5 and len(r.warnings) == 1 and "compared the first 5" in r.warnings[0]
+    assert r.leak.count == 0 and r.realism.share == 0.0
+
+
+def test_dropped_frame_is_reported(tmp_path):
+    frames = clip_frames(photos_or_skip())[:6]
+    original = write_video(tmp_path / "o.mp4", frames)
+    dropped = write_video(tmp_path / "d.mp4", frames[:2] + frames[3:], pts=[0, 1, 3, 4, 5])
+    r = run_bench(original, dropped, cfg=BenchConfig(lags=(1,)))
+    assert any("drift apart at frame 2" in w for w in r.warnings)
+    assert any("compared the first 5" in w for w in r.warnings)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda d, p: (p["original"], d / "missing.mp4"), "not found"),
+        (lambda d, p: (p["original"], _text(d / "notes.mp4")), "cannot open"),
+        (
+            lambda d, p: (p["original"], write_video(d / "big.mp4", [np.zeros((256, 320, 3), np.uint8)] * 2)),
+            "differ in size",
+        ),
+        (lambda d, p: (d / "missing.mp4", p["original"]), "not found"),
+    ],
+)
+def test_bad_inputs(clips, tmp_path, make, match):
+    _, paths, _ = clips
+    a, b = make(tmp_path, paths)
+    with pytest.raises(InputError, match=match):
+        run_bench(a, b)
+
+
+def test_bad_arguments(clips, tmp_path):
+    _, paths, _ = clips
+    with pytest.raises(InputError, match="max_frames"):
+        run_bench(paths["original"], paths["original"], max_frames=0)
+    with pytest.raises(InputError, match="tracks file not found"):
+        run_bench(paths["original"], paths["original"], tmp_path / "none.json")
+
+
+def _text(path: Path) -> Path:
+    path.write_text("not a video\n")
+    return path
+
+
+def test_command(clips, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from vidanon.metrics.command import bench_cmd
+
+    app = typer.Typer()
+    app.command("bench")(bench_cmd)
+    app.command("other")(lambda: None)  # two commands: 'bench' stays a subcommand
+    _, paths, _ = clips
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    args = ["bench", str(paths["original"]), str(paths["black"]), "--json", str(out_json), "--plot", str(out_png)]
+    res = CliRunner().invoke(app, args + ["--max-frames", "3"])
+    assert res.exit_code == 0, res.output
+    for word in ("privacy", "leak", "realism", "identity", "flicker", "0 of 3 frames"):
+        assert word in res.output
+    assert json.loads(out_json.read_text())["video"]["frames"] == 3
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = CliRunner().invoke(app, ["bench", str(paths["original"]), str(tmp_path / "nope.mp4")])
+    assert isinstance(res.exception, InputError)
+
+
+def _temporal_module():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "temporal.py"
+    spec = importlib.util.spec_from_file_location("bench_temporal", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_temporal"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_temporal_results_section(reports):
+    t = _temporal_module()
+    doc = "# Benchmarks\n\n## Speed\n\nfast\n\n## Temporal consistency\n\nold\n### detail\nold\n\n## Other\n\nkeep\n"
+    out = t.replace_section(doc, t.SECTION, "new")
+    assert out == "# Benchmarks\n\n## Speed\n\nfast\n\n## Temporal consistency\n\nnew\n\n## Other\n\nkeep\n"
+    assert t.replace_section("# Benchmarks\n", t.SECTION, "new") == "# Benchmarks\n\n## Temporal consistency\n\nnew\n"
+    md = t.table([("clip.mp4", "blur (reference)", reports("black"), 12.0)])
+    assert md.count("\n") == 3 and "| clip.mp4 | blur (reference) |" in md and f"| 0 / {CLIP_FRAMES} |" in md
+    assert [v.cfg.cover.mode for v in t.variants(None, "cpu", 0)] == ["gan", "gan", "gan", "blur"]
