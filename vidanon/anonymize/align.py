@@ -1,0 +1,283 @@
+"""Face crops for the generator: alignment, masks, landmark heatmaps, paste-back.
+
+Training and inference both go through `make_crops`, so the framing the
+generator learned is the framing it gets.
+
+The crop is a similarity transform (rotation, uniform scale, translation)
+estimated from the 5 landmarks to a canonical template. The masked region is
+the frame-space ellipse that the classic filters would cover (the face box
+scaled by `mask_scale`, circumscribed), mapped into the crop, plus a margin: the
+generator replaces everything the blur would have covered. What of that ellipse
+falls outside the crop is reported by `uncovered_mask` and covered by the
+caller with the fallback filter, so privacy fails closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Canonical landmarks relative to the face box (x by box width, y by box
+# height), YuNet order: right eye, left eye, nose, right and left mouth corner.
+# Symmetrised means of YuNet on real photos and on the DCGAN teacher's faces.
+TEMPLATE_IN_BOX = np.array([[0.29, 0.395], [0.71, 0.395], [0.50, 0.60], [0.31, 0.755], [0.69, 0.755]], np.float64)
+BOX_ASPECT = 1.32  # YuNet box height / width, measured on the same faces
+ELLIPSE_FACTOR = 1.15  # same circumscription as vidanon.anonymize.filters.region_mask
+# Filters are horizontally mirrored with the landmarks swapped in this order.
+FLIP_ORDER = [1, 0, 2, 4, 3]
+MARGIN = 2.5  # pixels by which the generated region exceeds the filter ellipse
+
+
+def template(resolution: int, crop_factor: float) -> np.ndarray:
+    """The 5 canonical landmarks in crop pixels, (5, 2).
+
+    The face box is centred in the crop, its height `resolution / crop_factor`.
+    """
+    h = resolution / crop_factor
+    w = h / BOX_ASPECT
+    tl = np.array([resolution / 2 - w / 2, resolution / 2 - h / 2])
+    return tl + TEMPLATE_IN_BOX * np.array([w, h])
+
+
+def box_landmarks(xyxy: np.ndarray) -> np.ndarray:
+    """Template landmarks placed in a box, (n, 5, 2): used when landmarks are implausible."""
+    wh = (xyxy[:, 2:] - xyxy[:, :2])[:, None, :]
+    return xyxy[:, None, :2] + TEMPLATE_IN_BOX[None] * wh
+
+
+def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transform (Umeyama, no reflection) mapping src to dst, (2, 3)."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s0, d0 = src - mu_s, dst - mu_d
+    var = (s0**2).sum() / len(src)
+    if var < 1e-12:
+        raise ValueError("landmarks are degenerate (all at one point)")
+    cov = d0.T @ s0 / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[1, 1] = -1
+    rot = u @ d @ vt
+    scale = np.trace(np.diag(sig) @ d) / var
+    a = scale * rot
+    t = mu_d - a @ mu_s
+    return np.concatenate([a, t[:, None]], axis=1)
+
+
+def _scale_of(m: np.ndarray) -> float:
+    return float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+
+
+def face_transform(xyxy: np.ndarray, landmarks: np.ndarray, resolution: int, crop_factor: float) -> np.ndarray:
+    """Frame -> crop similarity for one face, (2, 3).
+
+    Landmarks that disagree with the box (a scale off by more than 1.6x, more
+    than 60 degrees of roll, or a centre outside the box) are replaced by the
+    template placed in the box: a predicted or backfilled face keeps a sane crop.
+    """
+    dst = template(resolution, crop_factor)
+    box_h = max(float(xyxy[3] - xyxy[1]), 1e-3)
+    want = (resolution / crop_factor) / box_h
+    try:
+        m = similarity(landmarks, dst)
+        s = _scale_of(m)
+        angle = abs(np.degrees(np.arctan2(m[1, 0], m[0, 0])))
+        c = landmarks.mean(0)
+        inside = xyxy[0] <= c[0] <= xyxy[2] and xyxy[1] <= c[1] <= xyxy[3]
+        if 1 / 1.6 <= s / want <= 1.6 and angle <= 60 and inside:
+            return m
+    except (ValueError, np.linalg.LinAlgError):
+        pass
+    return similarity(box_landmarks(xyxy[None])[0], dst)
+
+
+def apply_transform(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Points (..., 2) mapped by the affine (2, 3)."""
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def invert(m: np.ndarray) -> np.ndarray:
+    """Inverse of an affine (2, 3)."""
+    return cv2.invertAffineTransform(m.astype(np.float64))
+
+
+def warp_crop(image: np.ndarray, m: np.ndarray, resolution: int) -> np.ndarray:
+    """The crop of `image` under frame->crop transform `m`, (res, res, C), same dtype.
+
+    Large faces are first reduced with INTER_AREA (no aliasing); borders replicate.
+    """
+    s = _scale_of(m)
+    h, w = image.shape[:2]
+    if s < 0.75:
+        inv = invert(m)
+        corners = apply_transform(
+            inv, np.array([[0, 0], [resolution, 0], [0, resolution], [resolution, resolution]], float)
+        )
+        x0 = int(np.clip(np.floor(corners[:, 0].min()) - 2, 0, w - 1))
+        y0 = int(np.clip(np.floor(corners[:, 1].min()) - 2, 0, h - 1))
+        x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 3, x0 + 1, w))
+        y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 3, y0 + 1, h))
+        sub = image[y0:y1, x0:x1]
+        f = s
+        sw, sh = max(1, int(round((x1 - x0) * f))), max(1, int(round((y1 - y0) * f)))
+        fx, fy = sw / (x1 - x0), sh / (y1 - y0)
+        sub = cv2.resize(sub, (sw, sh), interpolation=cv2.INTER_AREA)
+        # p = p_sub / f + off  ->  m' = m @ [[1/fx, 0, x0], [0, 1/fy, y0]]
+        a = m[:, :2] @ np.diag([1 / fx, 1 / fy])
+        t = m[:, :2] @ np.array([x0, y0], float) + m[:, 2]
+        m2 = np.concatenate([a, t[:, None]], axis=1)
+        return cv2.warpAffine(
+            sub, m2, (resolution, resolution), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+    return cv2.warpAffine(image, m, (resolution, resolution), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def ellipse_params(xyxy: np.ndarray, mask_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centre (2,) and semi-axes (2,) of the filter ellipse of a face box, frame pixels."""
+    c = (xyxy[:2] + xyxy[2:]) / 2
+    half = (xyxy[2:] - xyxy[:2]) * mask_scale / 2
+    return c.astype(np.float64), (half * ELLIPSE_FACTOR).astype(np.float64)
+
+
+def _inside_ellipse(pts: np.ndarray, c: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    d = (pts - c) / np.maximum(axes, 1e-6)
+    return (d**2).sum(-1) <= 1.0
+
+
+def crop_mask(m: np.ndarray, xyxy: np.ndarray, mask_scale: float, resolution: int) -> np.ndarray:
+    """float32 (res, res), 1 where the generator replaces pixels.
+
+    The filter ellipse of the box mapped into the crop, grown by a margin of
+    MARGIN crop pixels (and at least MARGIN frame pixels) so that it contains
+    the filter's rasterised ellipse even after interpolation at paste-back.
+    """
+    s = _scale_of(m)
+    c, axes = ellipse_params(xyxy, mask_scale)
+    axes = axes + max(MARGIN / s, MARGIN)
+    yy, xx = np.mgrid[0:resolution, 0:resolution].astype(np.float64)
+    pts = apply_transform(invert(m), np.stack([xx, yy], -1))
+    return _inside_ellipse(pts, c, axes).astype(np.float32)
+
+
+def heatmaps(points_crop: np.ndarray, resolution: int) -> np.ndarray:
+    """Gaussian heatmaps of the 5 landmarks in crop pixels, float32 (5, res, res)."""
+    sigma = resolution / 32.0
+    yy, xx = np.mgrid[0:resolution, 0:resolution].astype(np.float32)
+    d2 = (xx[None] - points_crop[:, 0, None, None]) ** 2 + (yy[None] - points_crop[:, 1, None, None]) ** 2
+    return np.exp(-d2 / (2 * sigma**2)).astype(np.float32)
+
+
+@dataclass
+class Crops:
+    """Generator inputs for n faces.
+
+    Attributes:
+        images: (n, res, res, 3) uint8 RGB crops (unmasked; mask before use).
+        masks: (n, res, res) float32, 1 where generated.
+        heatmaps: (n, 5, res, res) float32 landmark heatmaps.
+        transforms: (n, 2, 3) frame -> crop similarities.
+    """
+
+    images: np.ndarray
+    masks: np.ndarray
+    heatmaps: np.ndarray
+    transforms: np.ndarray
+
+
+def make_crops(
+    image: np.ndarray,
+    xyxy: np.ndarray,
+    landmarks: np.ndarray,
+    resolution: int,
+    crop_factor: float,
+    mask_scale: float | np.ndarray,
+) -> Crops:
+    """Aligned crops, masks and heatmaps of every face in `image`.
+
+    Args:
+        image: (h, w, 3) uint8 RGB.
+        xyxy: (n, 4) face boxes.
+        landmarks: (n, 5, 2) landmarks (YuNet order).
+        resolution: crop side.
+        crop_factor: box height / crop side ratio of the template.
+        mask_scale: filter scale of the masked ellipse, one value or (n,).
+    """
+    n = len(xyxy)
+    scales = np.broadcast_to(np.asarray(mask_scale, np.float64), (n,))
+    imgs = np.zeros((n, resolution, resolution, 3), np.uint8)
+    masks = np.zeros((n, resolution, resolution), np.float32)
+    heats = np.zeros((n, 5, resolution, resolution), np.float32)
+    ms = np.zeros((n, 2, 3), np.float64)
+    for i in range(n):
+        box = np.asarray(xyxy[i], np.float64)
+        lm = np.asarray(landmarks[i], np.float64)
+        m = face_transform(box, lm, resolution, crop_factor)
+        ms[i] = m
+        imgs[i] = warp_crop(image, m, resolution)
+        masks[i] = crop_mask(m, box, float(scales[i]), resolution)
+        heats[i] = heatmaps(apply_transform(m, lm).astype(np.float32), resolution)
+    return Crops(imgs, masks, heats, ms)
+
+
+def feather(mask: np.ndarray, resolution: int) -> np.ndarray:
+    """Paste-back alpha in crop space: 1 on the mask, falling to 0 just outside it."""
+    r = max(1, int(round(resolution / 32)))
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    grown = cv2.dilate(mask, k)
+    soft = cv2.GaussianBlur(grown, (0, 0), sigmaX=r / 1.5)
+    return np.maximum(soft, mask)
+
+
+def footprint(m: np.ndarray, resolution: int, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """The frame rectangle (x0, y0, x1, y1) that the crop covers, clipped; None if empty."""
+    inv = invert(m)
+    corners = apply_transform(
+        inv, np.array([[0, 0], [resolution, 0], [0, resolution], [resolution, resolution]], float)
+    )
+    x0 = int(max(0, np.floor(corners[:, 0].min()) - 1))
+    y0 = int(max(0, np.floor(corners[:, 1].min()) - 1))
+    x1 = int(min(width, np.ceil(corners[:, 0].max()) + 2))
+    y1 = int(min(height, np.ceil(corners[:, 1].max()) + 2))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1
+
+
+def paste_geometry(
+    m: np.ndarray, xyxy: np.ndarray, mask_scale: float, resolution: int, rect: tuple[int, int, int, int]
+) -> np.ndarray:
+    """Hard paste mask in frame pixels of `rect`, bool (h, w).
+
+    A frame pixel is replaced outright when it lies in the (grown) filter ellipse
+    and its crop coordinates fall inside the crop.
+    """
+    x0, y0, x1, y1 = rect
+    s = _scale_of(m)
+    c, axes = ellipse_params(xyxy, mask_scale)
+    axes = axes + max(MARGIN / s, MARGIN)
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+    pts = np.stack([xx, yy], -1)
+    q = apply_transform(m, pts)
+    in_crop = (q[..., 0] >= 0) & (q[..., 0] <= resolution - 1) & (q[..., 1] >= 0) & (q[..., 1] <= resolution - 1)
+    return in_crop & _inside_ellipse(pts, c, axes)
+
+
+def warp_back(
+    crop: np.ndarray,
+    m: np.ndarray,
+    rect: tuple[int, int, int, int],
+    interpolation: int,
+    border: int = cv2.BORDER_CONSTANT,
+) -> np.ndarray:
+    """A crop-space array resampled onto frame rectangle `rect` (zero outside the crop by default)."""
+    x0, y0, x1, y1 = rect
+    a = m[:, :2]
+    t = a @ np.array([x0, y0], float) + m[:, 2]
+    shifted = np.concatenate([a, t[:, None]], axis=1)
+    return cv2.warpAffine(
+        crop, shifted, (x1 - x0, y1 - y0), flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=border
+    )

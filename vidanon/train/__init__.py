@@ -1,0 +1,1 @@
+"""Training the face generator (`vidanon train`). Imports anonymize, never pipeline."""

@@ -1,0 +1,345 @@
+"""Training faces: drawn from the DCGAN teacher, or read from a folder.
+
+Both sources detect faces with our own YuNet and return the same record, which
+`make_batch` turns into generator crops with `align.make_crops`, the function
+inference uses, so the framing matches.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from vidanon.anonymize import align
+from vidanon.config import DetectConfig
+from vidanon.errors import InputError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+TEACHER_UPSAMPLE = 4  # YuNet misses a few 64x64 draws; detect on a 256x256 copy
+
+
+@dataclass
+class Face:
+    """One training face: an RGB image, the face's box and landmarks, and its
+    teacher latent when it was drawn from the teacher (None for real photos)."""
+
+    image: np.ndarray
+    xyxy: np.ndarray
+    landmarks: np.ndarray
+    z: np.ndarray | None = None
+
+
+class TeacherFaces:
+    """Faces drawn on the fly from the DCGAN teacher; draws without a detected face are dropped.
+
+    Args:
+        seed: seeds the teacher's z stream (a local torch.Generator).
+        device: where the teacher runs.
+        min_score: YuNet confidence required.
+    """
+
+    def __init__(self, seed: int, device: torch.device | str = "cpu", min_score: float = 0.6) -> None:
+        from vidanon.anonymize.dcgan import load_teacher
+        from vidanon.detect.yunet import YuNetDetector
+
+        self.device = torch.device(device)
+        self.teacher = load_teacher(self.device)
+        self._detect_cfg = DetectConfig(score_threshold=min_score)
+        self._local = threading.local()
+        self._make_detector = YuNetDetector
+        self.pool: ThreadPoolExecutor | None = None
+        self.gen = torch.Generator(device="cpu")
+        self.gen.manual_seed(int(seed))
+        self.drawn = 0
+        self.kept = 0
+
+    def state(self) -> dict:
+        """RNG state, so a resumed run continues the stream."""
+        return {"rng": self.gen.get_state(), "drawn": self.drawn, "kept": self.kept}
+
+    def load_state(self, state: dict) -> None:
+        self.gen.set_state(state["rng"])
+        self.drawn, self.kept = int(state["drawn"]), int(state["kept"])
+
+    @torch.inference_mode()
+    def draw(self, n: int) -> list[Face]:
+        """Up to n faces (fewer when detection fails on some draws)."""
+        z = torch.randn(n, self.teacher.nz, generator=self.gen)
+        imgs = self.teacher(z.to(self.device)).float().cpu()
+        imgs = ((imgs.permute(0, 2, 3, 1).numpy() + 1) * 127.5).clip(0, 255).round().astype(np.uint8)
+        return self.detect(imgs, z.numpy())
+
+    def _detect_one(self, im: np.ndarray):
+        det = getattr(self._local, "detector", None)
+        if det is None:  # one detector per thread: cv2.FaceDetectorYN is not thread-safe
+            det = self._local.detector = self._make_detector(self._detect_cfg)
+        big = cv2.resize(im, None, fx=TEACHER_UPSAMPLE, fy=TEACHER_UPSAMPLE, interpolation=cv2.INTER_CUBIC)
+        return det.detect(big)
+
+    def detect(self, imgs: np.ndarray, z: np.ndarray | None) -> list[Face]:
+        """Faces found in teacher draws (the most confident one per draw)."""
+        found = list(self.pool.map(self._detect_one, imgs)) if self.pool else [self._detect_one(im) for im in imgs]
+        out = []
+        for i, (im, dets) in enumerate(zip(imgs, found)):
+            self.drawn += 1
+            if len(dets) == 0:
+                continue
+            k = int(np.argmax(dets.score))
+            self.kept += 1
+            out.append(
+                Face(
+                    im,
+                    dets.xyxy[k] / TEACHER_UPSAMPLE,
+                    dets.landmarks[k] / TEACHER_UPSAMPLE,
+                    None if z is None else z[i],
+                )
+            )
+        return out
+
+    def sample(self, n: int) -> list[Face]:
+        """Exactly n faces."""
+        faces: list[Face] = []
+        while len(faces) < n:
+            faces += self.draw(n - len(faces) + 2)
+        return faces[:n]
+
+
+class FolderFaces:
+    """Faces found by YuNet in a folder of the user's images (searched recursively).
+
+    Args:
+        folder: the folder.
+        seed: seeds the sampling order.
+        min_size: faces whose box height is below this many pixels are skipped.
+
+    Raises:
+        InputError: the folder is missing or holds no detectable face.
+    """
+
+    def __init__(self, folder: str | Path, seed: int, min_size: int = 24) -> None:
+        from vidanon.detect.yunet import YuNetDetector
+
+        root = Path(folder)
+        if not root.is_dir():
+            raise InputError(f"training folder not found: {root}")
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root}")
+        det = YuNetDetector(DetectConfig(score_threshold=0.6))
+        self.index: list[tuple[Path, np.ndarray, np.ndarray]] = []
+        for path in files:
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if bgr is None:
+                continue
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            # faces filling a tight crop are found more reliably with some border
+            pad = max(rgb.shape[:2]) // 4
+            padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+            dets = det.detect(padded)
+            for k in range(len(dets)):
+                box = dets.xyxy[k] - pad
+                if box[3] - box[1] >= min_size:
+                    self.index.append((path, box, dets.landmarks[k] - pad))
+        if not self.index:
+            raise InputError(f"no face of at least {min_size} px found in the images under {root}")
+        self.rng = np.random.default_rng(seed)
+        self._cache: dict[Path, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self.pool: ThreadPoolExecutor | None = None
+
+    def state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+    def _image(self, path: Path) -> np.ndarray:
+        with self._lock:
+            img = self._cache.get(path)
+        if img is None:
+            img = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            with self._lock:
+                if len(self._cache) > 512:
+                    self._cache.clear()
+                self._cache[path] = img
+        return img
+
+    def sample(self, n: int) -> list[Face]:
+        idx = self.rng.integers(0, len(self.index), n)
+        return [Face(self._image(self.index[i][0]), self.index[i][1], self.index[i][2]) for i in idx]
+
+
+@dataclass
+class Batch:
+    """Generator inputs and targets as tensors.
+
+    Attributes:
+        image: (b, 3, r, r) target crops in [-1, 1].
+        mask: (b, 1, r, r).
+        heat: (b, 5, r, r).
+        z: (b, z_dim) teacher latents, or None when the faces have none.
+    """
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    heat: torch.Tensor
+    z: torch.Tensor | None
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(
+            self.image.to(device, non_blocking=True),
+            self.mask.to(device, non_blocking=True),
+            self.heat.to(device, non_blocking=True),
+            None if self.z is None else self.z.to(device, non_blocking=True),
+        )
+
+
+def make_batch(
+    faces: list[Face],
+    resolution: int,
+    crop_factor: float,
+    rng: np.random.Generator,
+    mask_scale_range: tuple[float, float] = (1.0, 1.45),
+    jitter: float = 0.03,
+    flip: bool = True,
+) -> Batch:
+    """Aligned, augmented crops of `faces`.
+
+    Augmentations: horizontal flip (not for teacher faces, whose z fixes the
+    image), a random mask scale, and a small random shift/scale of the
+    landmarks used for alignment (so the generator learns to be stable under
+    the jitter of real detections; the heatmaps and target move with the crop).
+    """
+    crops = []
+    zs = []
+    for f in faces:
+        img, box, lm = f.image, f.xyxy.astype(np.float64), f.landmarks.astype(np.float64)
+        if flip and f.z is None and rng.random() < 0.5:
+            w = img.shape[1]
+            img = img[:, ::-1]
+            box = np.array([w - box[2], box[1], w - box[0], box[3]])
+            lm = lm[align.FLIP_ORDER].copy()
+            lm[:, 0] = w - lm[:, 0]
+        size = box[3] - box[1]
+        c = lm.mean(0)
+        s = 1 + rng.uniform(-jitter, jitter)
+        shift = rng.uniform(-jitter, jitter, 2) * size
+        lm_j = (lm - c) * s + c + shift
+        scale = rng.uniform(*mask_scale_range)
+        cr = align.make_crops(np.ascontiguousarray(img), box[None], lm_j[None], resolution, crop_factor, scale)
+        crops.append(cr)
+        if f.z is not None:
+            zs.append(f.z)
+    image = np.concatenate([c.images for c in crops])
+    t_img = torch.from_numpy(image).permute(0, 3, 1, 2).float() / 127.5 - 1
+    t_mask = torch.from_numpy(np.concatenate([c.masks for c in crops]))[:, None]
+    t_heat = torch.from_numpy(np.concatenate([c.heatmaps for c in crops]))
+    z = torch.from_numpy(np.stack(zs)).float() if len(zs) == len(faces) else None
+    return Batch(t_img, t_mask, t_heat, z)
+
+
+class BatchMaker:
+    """Batches from a face source, inline or prepared ahead by worker threads.
+
+    With `workers` > 0, YuNet detection and crop making run on a thread pool
+    (OpenCV releases the GIL) and a producer thread keeps `prefetch` batches
+    ready, so a GPU is not left waiting on the CPU. The checkpointed data state
+    is then up to `prefetch` batches ahead of the training step; a resumed run
+    skips those faces, which does not matter for training.
+
+    Args:
+        source: TeacherFaces or FolderFaces.
+        resolution, crop_factor: the generator's framing.
+        rng: augmentation randomness.
+        batch_size: faces per batch.
+        workers: threads for detection and crops (0: all inline).
+        prefetch: batches prepared ahead when workers > 0.
+    """
+
+    def __init__(
+        self,
+        source: TeacherFaces | FolderFaces,
+        resolution: int,
+        crop_factor: float,
+        rng: np.random.Generator,
+        batch_size: int,
+        workers: int = 0,
+        prefetch: int = 3,
+    ) -> None:
+        self.source = source
+        self.resolution = resolution
+        self.crop_factor = crop_factor
+        self.rng = rng
+        self.batch_size = batch_size
+        self.workers = workers
+        self.pool = ThreadPoolExecutor(workers) if workers > 0 else None
+        source.pool = self.pool
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _make(self) -> Batch:
+        faces = self.source.sample(self.batch_size)
+        if self.pool is None:
+            return make_batch(faces, self.resolution, self.crop_factor, self.rng)
+        n = max(1, min(self.workers, len(faces)))
+        chunks = [faces[i::n] for i in range(n)]
+        seeds = self.rng.integers(0, 2**63 - 1, n)
+        parts = list(
+            self.pool.map(
+                lambda a: make_batch(a[0], self.resolution, self.crop_factor, np.random.default_rng(a[1])),
+                zip(chunks, seeds),
+            )
+        )
+        zs = [p.z for p in parts]
+        return Batch(
+            torch.cat([p.image for p in parts]),
+            torch.cat([p.mask for p in parts]),
+            torch.cat([p.heat for p in parts]),
+            torch.cat(zs) if all(z is not None for z in zs) else None,
+        )
+
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                item = self._make()
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self._queue.put(exc)
+
+    def next(self) -> Batch:
+        """The next batch."""
+        if self.pool is None:
+            return self._make()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._produce, name="vidanon-batches", daemon=True)
+            self._thread.start()
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        """Stops the producer thread and the pool."""
+        self._stop.set()
+        if self._thread is not None:
+            while self._thread.is_alive():
+                try:
+                    self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            self._thread = None
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)

@@ -1,0 +1,345 @@
+"""The training loop: resumable, chunked by steps or minutes, CPU or CUDA (AMP).
+
+The run saves a full checkpoint (inference weights + training state) every
+`save_every_s` seconds and at the end, atomically, so the file on disk is
+always loadable and a killed run loses at most one interval.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidanon.anonymize.checkpoint import (
+    build_generator,
+    config_of,
+    pack_optimizer,
+    read_checkpoint,
+    save_checkpoint,
+    unpack_optimizer,
+)
+from vidanon.anonymize.generator import Generator, GeneratorConfig
+from vidanon.errors import InputError, ModelLoadError
+from vidanon.train.data import BatchMaker, FolderFaces, TeacherFaces
+from vidanon.train.losses import Discriminator, d_hinge, diversity, g_hinge, r1_penalty, reconstruction
+
+log = logging.getLogger("vidanon.train")
+
+DATA_SOURCES = ("synthetic", "folder")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run (or chunk of a run).
+
+    Attributes:
+        out: checkpoint written every `save_every_s` seconds and at the end.
+        data: "synthetic" (DCGAN teacher) or "folder".
+        folder: image folder for data="folder".
+        resume: checkpoint to continue from (its configs win; step counter continues).
+        steps: stop after this many steps in total (counting resumed ones); 0: no limit.
+        minutes: stop after this much wall time in this chunk; 0: no limit.
+        batch_size: faces per step.
+        device: "cpu", "cuda", "cuda:1", ...
+        seed: seeds data, augmentation and z.
+        threads: torch CPU threads (0 leaves torch's default).
+        save_every_s: seconds between checkpoints.
+        log_every: steps between log lines.
+        lr_g, lr_d: Adam learning rates (betas 0.5, 0.99).
+        w_rec, w_adv, w_div: loss weights.
+        div_margin: diversity hinge margin (mean abs difference in [-1, 1] units).
+        r1_gamma, r1_every: lazy R1 penalty on the discriminator (0 disables).
+        ema_decay: EMA of generator weights used for inference.
+        d_channels: discriminator base channels.
+        d_spectral_norm: spectral normalisation in the discriminator.
+        reset_discriminator: when resuming, start a new discriminator (and its
+            optimizer) instead of loading the stored one, e.g. to change its kind.
+        data_workers: threads that detect faces and make crops ahead of the
+            training step (0: inline; use several on a GPU machine).
+    """
+
+    out: str
+    data: str = "synthetic"
+    folder: str | None = None
+    resume: str | None = None
+    steps: int = 0
+    minutes: float = 0.0
+    batch_size: int = 16
+    device: str = "cpu"
+    seed: int = 0
+    threads: int = 0
+    save_every_s: float = 300.0
+    log_every: int = 10
+    lr_g: float = 5e-4
+    lr_d: float = 5e-4
+    w_rec: float = 1.0
+    w_adv: float = 0.1
+    w_div: float = 0.2
+    div_margin: float = 0.25
+    r1_gamma: float = 0.1
+    r1_every: int = 16
+    ema_decay: float = 0.998
+    d_channels: int = 32
+    d_spectral_norm: bool = False
+    reset_discriminator: bool = False
+    data_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.data not in DATA_SOURCES:
+            raise ValueError(f"data must be one of {', '.join(DATA_SOURCES)}, got {self.data!r}")
+        if self.data == "folder" and not self.folder:
+            raise ValueError("data='folder' needs a folder")
+        if self.steps < 0 or self.minutes < 0:
+            raise ValueError(f"steps and minutes must be >= 0, got {self.steps}, {self.minutes}")
+        if self.steps == 0 and self.minutes == 0:
+            raise ValueError("give a step limit or a time limit (steps or minutes)")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+    def hyper(self) -> dict:
+        """The fields that describe the recipe (stored in checkpoints for the record)."""
+        skip = {"out", "resume", "steps", "minutes", "threads", "save_every_s", "log_every", "device", "data_workers"}
+        skip.add("reset_discriminator")
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def _device(name: str) -> torch.device:
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise InputError(f"invalid device {name!r}: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' requested but CUDA is not available")
+    return dev
+
+
+class Trainer:
+    """Holds models, optimizers and data for one run.
+
+    Args:
+        cfg: the run.
+        gcfg: the generator architecture for a fresh run (ignored when resuming).
+    """
+
+    def __init__(self, cfg: TrainConfig, gcfg: GeneratorConfig | None = None) -> None:
+        self.cfg = cfg
+        self.device = _device(cfg.device)
+        if cfg.threads > 0:
+            import cv2
+
+            torch.set_num_threads(cfg.threads)
+            cv2.setNumThreads(cfg.threads)
+        blob = read_checkpoint(cfg.resume) if cfg.resume else None
+        if blob is not None:
+            ckpt_g = config_of(blob, cfg.resume)
+            if gcfg is not None and gcfg != ckpt_g:
+                raise InputError(
+                    f"--resume {cfg.resume} has generator config {ckpt_g}, which differs from the one asked for"
+                )
+            gcfg = ckpt_g
+        self.gcfg = gcfg or GeneratorConfig()
+        self.G = Generator(self.gcfg).to(self.device)
+        self.D = Discriminator(self.gcfg.resolution, cfg.d_channels, spectral=cfg.d_spectral_norm).to(self.device)
+        if self.device.type == "cuda":
+            self.G = self.G.to(memory_format=torch.channels_last)
+            self.D = self.D.to(memory_format=torch.channels_last)
+        self.ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=(0.5, 0.99))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(0.5, 0.99))
+        self.step = 0
+        self.elapsed_s = 0.0
+        self.zgen = torch.Generator(device="cpu")
+        self.zgen.manual_seed(cfg.seed * 7919 + 1)
+        self.rng = np.random.default_rng(cfg.seed + 17)
+        if cfg.data == "synthetic":
+            self.source = TeacherFaces(cfg.seed, self.device)
+        else:
+            self.source = FolderFaces(cfg.folder, cfg.seed)
+        if blob is not None:
+            self._restore(blob)
+        self.batches = BatchMaker(
+            self.source, self.gcfg.resolution, self.gcfg.crop_factor, self.rng, cfg.batch_size, cfg.data_workers
+        )
+
+    def _restore(self, blob: dict) -> None:
+        path = self.cfg.resume
+        train = blob.get("train")
+        if train is None:
+            # an inference-only checkpoint: warm start from its weights
+            self.G.load_state_dict(build_generator(self.gcfg, blob["generator"], path).state_dict())
+            self.ema.load_state_dict(self.G.state_dict())
+            log.info("warm start from %s (no training state in it): fresh discriminator and optimizers", path)
+            return
+        try:
+            self.G.load_state_dict(train["g"], strict=True)
+            self.ema.load_state_dict(build_generator(self.gcfg, blob["generator"], path).state_dict())
+            self.opt_g.load_state_dict(unpack_optimizer(train["opt_g"]))
+            stored = (train["d_channels"], bool(train.get("d_spectral_norm", True)))
+            if self.cfg.reset_discriminator:
+                log.info("resume: new discriminator (stored one: channels %d, spectral norm %s)", *stored)
+            elif stored != (self.cfg.d_channels, self.cfg.d_spectral_norm):
+                raise ModelLoadError(
+                    f"{path}: stored discriminator (channels, spectral norm) = {stored}, run asks "
+                    f"{(self.cfg.d_channels, self.cfg.d_spectral_norm)}; pass reset_discriminator to start a new one"
+                )
+            else:
+                self.D.load_state_dict(train["d"], strict=True)
+                self.opt_d.load_state_dict(unpack_optimizer(train["opt_d"]))
+            for opt, lr in ((self.opt_g, self.cfg.lr_g), (self.opt_d, self.cfg.lr_d)):  # the run's lr wins
+                for group in opt.param_groups:
+                    group["lr"] = lr
+            self.step = int(train["step"])
+            self.elapsed_s = float(train["elapsed_s"])
+            self.zgen.set_state(train["zgen"])
+            self.rng.bit_generator.state = train["rng"]
+            if train.get("data_kind") == self.cfg.data and train.get("data") is not None:
+                self.source.load_state(train["data"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise ModelLoadError(f"{path}: training state does not load: {exc}") from exc
+        log.info("resumed %s at step %d (%.1f min trained)", path, self.step, self.elapsed_s / 60)
+
+    def save(self, path: str | Path) -> None:
+        """Writes the checkpoint atomically."""
+        train = {
+            "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            "hyper": self.cfg.hyper(),
+            "d_channels": self.cfg.d_channels,
+            "d_spectral_norm": self.cfg.d_spectral_norm,
+            "g": {k: v.detach().cpu() for k, v in self.G.state_dict().items()},
+            "d": {k: v.detach().cpu() for k, v in self.D.state_dict().items()},
+            "opt_g": pack_optimizer(self.opt_g.state_dict()),
+            "opt_d": pack_optimizer(self.opt_d.state_dict()),
+            "zgen": self.zgen.get_state(),
+            "rng": self.rng.bit_generator.state,
+            "data_kind": self.cfg.data,
+            "data": self.source.state(),
+        }
+        save_checkpoint(path, self.gcfg, self.ema.state_dict(), train)
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cpu", enabled=False)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        for pe, p in zip(self.ema.parameters(), self.G.parameters()):
+            pe.lerp_(p.detach(), 1 - decay)
+        for be, b in zip(self.ema.buffers(), self.G.buffers()):
+            be.copy_(b)
+
+    def train_step(self) -> dict[str, float]:
+        """One discriminator and one generator update; returns the losses."""
+        cfg, dev = self.cfg, self.device
+        batch = self.batches.next().to(dev)
+        if dev.type == "cuda":
+            batch.image, batch.mask, batch.heat = (
+                t.contiguous(memory_format=torch.channels_last) for t in (batch.image, batch.mask, batch.heat)
+            )
+        b = batch.image.shape[0]
+        teacher_z = batch.z is not None and batch.z.shape[1] == self.gcfg.z_dim
+        z_a = batch.z if teacher_z else torch.randn(b, self.gcfg.z_dim, generator=self.zgen).to(dev)
+        z_b = torch.randn(b, self.gcfg.z_dim, generator=self.zgen).to(dev)
+        img2, mask2, heat2 = (torch.cat([t, t]) for t in (batch.image, batch.mask, batch.heat))
+
+        with self._autocast():
+            fake = self.G(img2, mask2, heat2, torch.cat([z_a, z_b]))
+        # discriminator
+        self.D.requires_grad_(True)
+        with self._autocast():
+            loss_d = d_hinge(self.D(batch.image, batch.mask, batch.heat), self.D(fake.detach(), mask2, heat2))
+        r1 = torch.zeros((), device=dev)
+        if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
+            r1 = r1_penalty(self.D, batch.image, batch.mask, batch.heat)
+            loss_d = loss_d + 0.5 * cfg.r1_gamma * cfg.r1_every * r1
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        # generator
+        self.D.requires_grad_(False)
+        with self._autocast():
+            adv = g_hinge(self.D(fake, mask2, heat2))
+        fake = fake.float()
+        fa, fb = fake.chunk(2)
+        rec = reconstruction(fa, batch.image, batch.mask, coarse_only=not teacher_z)
+        div = diversity(fa, fb, batch.mask, cfg.div_margin)
+        loss_g = cfg.w_adv * adv + cfg.w_rec * rec + cfg.w_div * div
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        self._update_ema()
+        self.step += 1
+        parts = {"d": loss_d, "r1": r1, "adv": adv, "rec": rec, "div": div}
+        return {k: float(v.detach()) for k, v in parts.items()}
+
+    def run(self) -> dict[str, float]:
+        """Trains until the step or time limit, saving on the way; returns a summary."""
+        cfg = self.cfg
+        start = time.monotonic()
+        log.info(
+            "training %s from step %d on %s: generator %d params, discriminator %d params",
+            cfg.data,
+            self.step,
+            self.device,
+            sum(p.numel() for p in self.G.parameters()),
+            sum(p.numel() for p in self.D.parameters()),
+        )
+        try:
+            self._loop(start)
+        finally:
+            self.batches.close()
+        self.save(cfg.out)
+        log.info("saved %s at step %d (%d steps this chunk)", cfg.out, self.step, self._done)
+        return {"step": self.step, "steps_this_chunk": self._done, "elapsed_s": self.elapsed_s}
+
+    def _loop(self, start: float) -> None:
+        cfg = self.cfg
+        last_save = start
+        last_log = start
+        sums: dict[str, float] = {}
+        n = 0
+        self._done = 0
+        while True:
+            if cfg.steps and self.step >= cfg.steps:
+                break
+            if cfg.minutes and time.monotonic() - start >= cfg.minutes * 60:
+                break
+            t0 = time.monotonic()
+            losses = self.train_step()
+            self.elapsed_s += time.monotonic() - t0
+            self._done += 1
+            for k, v in losses.items():
+                if not math.isfinite(v):
+                    raise FloatingPointError(f"loss {k} is {v} at step {self.step}")
+                sums[k] = sums.get(k, 0.0) + v
+            n += 1
+            now = time.monotonic()
+            if self.step % cfg.log_every == 0:
+                rate = n / max(now - last_log, 1e-9)
+                log.info(
+                    "step %d  %s  %.2f steps/s",
+                    self.step,
+                    "  ".join(f"{k} {v / n:.4f}" for k, v in sums.items()),
+                    rate,
+                )
+                sums, n, last_log = {}, 0, now
+            if now - last_save >= cfg.save_every_s:
+                self.save(cfg.out)
+                last_save = now
+                log.info("saved %s at step %d", cfg.out, self.step)
+
+
+def train(cfg: TrainConfig, gcfg: GeneratorConfig | None = None) -> dict[str, float]:
+    """Runs (or continues) training; see TrainConfig."""
+    return Trainer(cfg, gcfg).run()
