@@ -21,12 +21,12 @@ def media(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def people_clip(media) -> Path:
-    """36 frames, 480x270, two scenes (4 then 5 people), a full-width occluder on frames 8-12, AAC audio."""
+    """36 frames, 480x270, two scenes (4 then 5 people), a bar hiding the left 60 % on frames 8-12, AAC audio."""
     return write_video(
         media / "people.mp4",
         [(photo("faceapi-sample1.jpg"), 20), (photo("faceapi-sample5.jpg"), 16)],
         size=(480, 270),
-        occluders=(Occluder(8, 13, 0.0, 1.0),),
+        occluders=(Occluder(8, 13, 0.0, 0.6),),
     )
 
 

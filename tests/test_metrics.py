@@ -139,8 +139,8 @@ def test_flicker_meter():
         assert b.output > 3 * b.original
     # a scene cut: left out and counted
     other = _texture(120, 160, seed=7)
-    assert same.update(5, other, other, boxes) is None and same.cuts == 1
-    assert same.update(6, other, other, boxes).output == 0.0
+    assert same.update(5, other, other, boxes) is None and same.cuts == 1 and same.last_cut
+    assert same.update(6, other, other, boxes).output == 0.0 and not same.last_cut
     # no faces, or a gap in the frame indices: nothing to compare
     assert same.update(7, frames[0], frames[0], np.zeros((0, 4))) is None
     assert same.update(9, frames[1], frames[1], boxes) is None
@@ -171,6 +171,8 @@ def test_greedy_tracker_keeps_ids():
     tr.update(FaceDetections.empty())
     tr.update(FaceDetections.empty())  # older than max_age: dropped
     assert tr.update(FaceDetections(box(8))).track_id.tolist() == [2]
+    tr.reset()  # a scene cut: the same place is a new track
+    assert tr.update(FaceDetections(box(8))).track_id.tolist() == [3]
 
 
 def test_load_tracks(tmp_path):

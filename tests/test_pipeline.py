@@ -75,9 +75,13 @@ def test_tracks_survive_five_frame_occlusion(blurred):
     doc = json.loads(tracks.read_text())
     frames = doc["frames"]
     assert len(frames) == 36 and doc["frame_count"] == 36
-    before = {f["track_id"] for f in frames[7]["faces"] if f["state"] == "detected"}
+
+    def hidden(f):  # behind the bar over the left 60 % on frames 8-12
+        return (f["xyxy"][0] + f["xyxy"][2]) / 2 < 0.6 * 480 - 20
+
+    before = {f["track_id"] for f in frames[7]["faces"] if f["state"] == "detected" and hidden(f)}
     after = {f["track_id"] for f in frames[13]["faces"] if f["state"] == "detected"}
-    assert len(before) >= 3 and before <= after
+    assert len(before) >= 2 and before <= after
     # during the occlusion the held tracks stay covered at their predicted places
     for i in range(8, 13):
         held = {f["track_id"] for f in frames[i]["faces"] if f["state"] == "predicted"}
@@ -91,8 +95,10 @@ def test_new_scene_gets_new_ids_and_backfill(blurred):
     first = {f["track_id"] for f in frames[10]["faces"]}
     second = {f["track_id"] for f in frames[30]["faces"] if f["state"] == "detected"}
     assert len(second) >= 4 and not (first & second)
-    # look-ahead fills back from a track's first detection, but never across a scene cut
+    # look-ahead fills back from a track's first detection, but never across a scene cut,
+    # and the previous shot's tracks are held only 2 frames past it (a flash is not a cut)
     assert not any(f["state"] == "backfilled" for f in frames[19]["faces"])
+    assert not any(f["track_id"] in first for rec in frames[22:] for f in rec["faces"])
 
 
 def test_lookahead_covers_frames_before_first_detection(tmp_path):

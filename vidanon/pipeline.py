@@ -120,8 +120,12 @@ class FrameAnonymizer:
         self.track_ids: set[int] = set()
         self.seconds = {"detect": 0.0, "track": 0.0, "cover": 0.0}
 
-    def locate(self, rgb: np.ndarray, index: int) -> tuple[FaceDetections, bool]:
-        """Faces to cover in this frame, and whether detection failed."""
+    def locate(self, rgb: np.ndarray, index: int, scene_cut: bool = False) -> tuple[FaceDetections, bool]:
+        """Faces to cover in this frame, and whether detection failed.
+
+        On a `scene_cut`, tracks of the previous shot are held only briefly, unless
+        detection failed (then the full hold applies: fail closed).
+        """
         failed = False
         t0 = time.perf_counter()
         try:
@@ -133,7 +137,7 @@ class FrameAnonymizer:
             log.debug("detector failed on frame %d: %s", index, exc)
             dets, failed = FaceDetections.empty(), True
         t1 = time.perf_counter()
-        faces = self.tracker.update(dets, index)
+        faces = self.tracker.update(dets, index, scene_cut=scene_cut and not failed)
         self.track_ids.update(int(t) for t in faces.track_id if t >= 0)
         self.seconds["detect"] += t1 - t0
         self.seconds["track"] += time.perf_counter() - t1
@@ -155,6 +159,8 @@ class FrameAnonymizer:
             return cover_whole_frame(rgb, mode), True
         if not len(faces):
             return rgb, False
+        # held and back-filled regions first, detected faces last, on top
+        faces = faces[np.argsort(-faces.state, kind="stable")]
         try:
             return self.coverer.cover(rgb, faces, index), False
         except Exception as exc:  # noqa: BLE001
@@ -443,9 +449,10 @@ def anonymize_video(
                     continue
                 assert isinstance(item, VideoItem)
                 summary.frames_read += 1
-                faces, failed = fa.locate(item.rgb, item.meta.index)
-                if is_cut(item.rgb):
+                cut = is_cut(item.rgb)
+                if cut:
                     last_cut = item.meta.index
+                faces, failed = fa.locate(item.rgb, item.meta.index, scene_cut=cut)
                 _backfill(buffer, faces, fa.tracker.new_ids, cfg.track.hold_growth, last_cut)
                 buffer.append(_Pending(item.rgb, item.meta, faces, failed))
                 while len(buffer) > cfg.track.lookahead:

@@ -2,8 +2,9 @@
 
 Measures any pair of videos (ours or another tool's): the original and its
 anonymized version are decoded in lockstep, frame by frame, and never held in
-memory. Face positions come from a tracks file or are recomputed on the
-original (YuNet + a greedy IoU tracker). Every replaced face is embedded with
+memory; frames are turned upright by their display rotation, like the
+pipeline's tracks. Face positions come from a tracks file or are recomputed on
+the original (YuNet + a greedy IoU tracker whose tracks end at scene cuts). Every replaced face is embedded with
 SFace aligned at the ORIGINAL face's landmarks, so it is compared at the same
 place even when the detector no longer finds it. Privacy, realism and identity
 count the faces that the original shows (state "detected" in a tracks file);
@@ -270,12 +271,16 @@ def run_bench(
             if n == 0:
                 height, width = img_o.shape[:2]
                 _check_tracks_size(track_file, tracks, width, height)
-            faces = track_file.at(n) if track_file is not None else tracker.update(detector.detect(img_o))
-            if len(faces):
-                acc.add(n, img_o, img_a, faces, detector.detect(img_a), sface)
+            faces = track_file.at(n) if track_file is not None else detector.detect(img_o)
             sample = flicker.update(n, img_o, img_a, faces.xyxy)
             if sample is not None:
                 acc.flicker.append(sample)
+            if tracker is not None:
+                if flicker.last_cut:
+                    tracker.reset()  # a new scene: no track continues across the cut
+                faces = tracker.update(faces)
+            if len(faces):
+                acc.add(n, img_o, img_a, faces, detector.detect(img_a), sface)
             n += 1
             if progress is not None:
                 progress(n)

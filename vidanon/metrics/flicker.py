@@ -110,7 +110,8 @@ class FlickerMeter:
 
     Pairs across a scene cut (or anything else the flow cannot explain over the
     whole original frame, such as an occluder appearing) are skipped and
-    counted in `cuts`: there, change is content, not flicker.
+    counted in `cuts`: there, change is content, not flicker. The flow is
+    computed for every pair, with or without faces, so that cuts are always seen.
 
     Args:
         flow_max_side: longer side of the frames the flow is computed on.
@@ -129,7 +130,8 @@ class FlickerMeter:
         self.flow_max_side = flow_max_side
         self.region_scale = region_scale
         self.cut_threshold = cut_threshold
-        self.cuts = 0
+        self.cuts = 0  # scene cuts seen (pairs left out)
+        self.last_cut = False  # whether the latest update was a cut
         self._prev: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def update(self, index: int, original: np.ndarray, output: np.ndarray, xyxy: np.ndarray) -> FlickerSample | None:
@@ -145,17 +147,19 @@ class FlickerMeter:
             raise ValueError(f"frames differ in size: {original.shape} vs {output.shape}")
         small = downscale(cv2.cvtColor(original, cv2.COLOR_RGB2GRAY), self.flow_max_side)
         prev, self._prev = self._prev, (index, small, original, output)
-        xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
-        if prev is None or prev[0] != index - 1 or prev[2].shape != original.shape or not len(xyxy):
-            return None
-        mask = box_mask(original.shape[:2], xyxy, self.region_scale)
-        ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-        if not len(ys):
+        self.last_cut = False
+        if prev is None or prev[0] != index - 1 or prev[2].shape != original.shape:
             return None
         flow_small = farneback(small, prev[1])
         scene = float(np.abs(small.astype(np.int16) - warp(prev[1], flow_small).astype(np.int16)).mean())
         if scene > self.cut_threshold:
             self.cuts += 1
+            self.last_cut = True
+            return None
+        xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+        mask = box_mask(original.shape[:2], xyxy, self.region_scale)
+        ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        if not len(ys):
             return None
         flow = upscale_flow(flow_small, original.shape[:2])
         x1, y1, x2, y2 = int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1

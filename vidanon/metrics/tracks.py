@@ -70,6 +70,11 @@ class GreedyIouTracker:
         self._ages: list[int] = []
         self._next_id = 0
 
+    def reset(self) -> None:
+        """Ends every track (after a scene cut); ids keep counting up."""
+        self._ids, self._ages = [], []
+        self._boxes = np.zeros((0, 4), np.float32)
+
     def update(self, dets: FaceDetections) -> FaceDetections:
         """`dets` with `track_id` filled in (new ids for unmatched detections)."""
         pairs = greedy_match(iou_matrix(self._boxes, dets.xyxy), self.iou_threshold)

@@ -23,6 +23,10 @@ from vidanon.track.smooth import OneEuro
 from vidanon.types import DETECTED, PREDICTED, FaceDetections
 
 
+CUT_HOLD_FRAMES = 2
+"""After a scene cut, tracks not seen again are held this many more frames at most."""
+
+
 class _TrackState:
     def __init__(self, cfg: TrackConfig) -> None:
         self.filter = OneEuro(cfg.min_cutoff, cfg.beta)
@@ -52,8 +56,17 @@ class FaceTracker:
         self._states: dict[int, _TrackState] = {}
         self.new_ids: list[int] = []
 
-    def update(self, dets: FaceDetections, frame_index: int) -> FaceDetections:
-        """Matches `dets` to tracks and adds held predictions. `frame_index` is for callers' bookkeeping."""
+    def update(self, dets: FaceDetections, frame_index: int, scene_cut: bool = False) -> FaceDetections:
+        """Matches `dets` to tracks and adds held predictions.
+
+        Args:
+            dets: this frame's detections.
+            frame_index: for callers' bookkeeping.
+            scene_cut: the picture changed completely since the last frame: tracks
+                not detected in this frame are held for at most CUT_HOLD_FRAMES more
+                frames (their places belong to the previous shot, and covering them
+                would paint over the new one; a short hold still covers a flash).
+        """
         norfair_dets = [
             Detection(points=dets.xyxy[i].reshape(2, 2).astype(np.float64), data=i) for i in range(len(dets))
         ]
@@ -106,6 +119,8 @@ class FaceTracker:
             if st is None or st.last_box is None:
                 continue
             st.missed += 1
+            if scene_cut:  # hold a little longer (a flash is not a cut), not the full hold
+                st.missed = max(st.missed, self.cfg.hold_frames - CUT_HOLD_FRAMES + 1)
             if st.missed > self.cfg.hold_frames:
                 continue
             box = np.array([min(est[0], est[2]), min(est[1], est[3]), max(est[0], est[2]), max(est[1], est[3])])
