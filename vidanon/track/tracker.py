@@ -22,7 +22,6 @@ from vidanon.config import TrackConfig
 from vidanon.track.smooth import OneEuro
 from vidanon.types import DETECTED, PREDICTED, FaceDetections
 
-
 CUT_HOLD_FRAMES = 2
 """After a scene cut, tracks not seen again are held this many more frames at most."""
 
