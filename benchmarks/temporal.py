@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,11 +48,16 @@ class Variant:
 
 def variants(checkpoint: str | None, device: str, seed: int) -> list[Variant]:
     gan = CoverConfig(mode="gan", checkpoint=checkpoint, device=device, seed=seed)
+    no_blend = replace(gan, temporal_blend=1.0)
     per_frame = CoverConfig(mode="gan", z_mode="per-frame", checkpoint=checkpoint, device=device, seed=seed)
     return [
         Variant("GAN, z per frame", PipelineConfig(cover=per_frame)),
-        Variant("GAN, z per track, no smoothing", PipelineConfig(cover=gan, track=TrackConfig(smoothing=False))),
-        Variant("GAN, z per track, smoothing (default)", PipelineConfig(cover=gan)),
+        Variant(
+            "GAN, z per track, no smoothing, no blend",
+            PipelineConfig(cover=no_blend, track=TrackConfig(smoothing=False)),
+        ),
+        Variant("GAN, z per track, smoothing, no blend", PipelineConfig(cover=no_blend)),
+        Variant("GAN, z per track, smoothing + temporal blend (default)", PipelineConfig(cover=gan)),
         Variant("blur (reference)", PipelineConfig(cover=CoverConfig(mode="blur"))),
     ]
 

@@ -162,6 +162,11 @@ def anonymize(
         "--z-mode",
         help="per-track: one fake identity per track; per-frame: a new one each frame (DeepPrivacy's behaviour, for comparison).",
     ),
+    temporal_blend: float = typer.Option(
+        0.5,
+        "--temporal-blend",
+        help="gan mode: weight of the new generated face against the track's previous one (1 = off).",
+    ),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Generator checkpoint (default: the bundled one)."
     ),
@@ -208,6 +213,7 @@ def anonymize(
                     mask_scale=mask_scale,
                     fallback=fallback.value,
                     seed=seed,
+                    temporal_blend=temporal_blend,
                     z_mode=z_mode.value,
                     checkpoint=str(checkpoint) if checkpoint else None,
                     device=device,

@@ -93,6 +93,8 @@ class CoverConfig:
         checkpoint: generator checkpoint path; None uses the bundled one.
         device: torch device for the generator.
         min_gan_size: faces smaller than this (box side, pixels) get the fallback.
+        temporal_blend: gan mode, per-track z: weight of the new generated face
+            against the track's previous one (1 = no blending).
     """
 
     mode: str = "blur"
@@ -104,6 +106,7 @@ class CoverConfig:
     checkpoint: str | None = None
     device: str = "cpu"
     min_gan_size: int = 12
+    temporal_blend: float = 0.5
 
     def __post_init__(self) -> None:
         _check(self.mode in COVER_MODES, f"mode must be one of {', '.join(COVER_MODES)}, got {self.mode!r}")
@@ -114,6 +117,7 @@ class CoverConfig:
         )
         _check(self.z_mode in Z_MODES, f"z_mode must be one of {', '.join(Z_MODES)}, got {self.z_mode!r}")
         _check(self.min_gan_size >= 1, f"min_gan_size must be at least 1, got {self.min_gan_size}")
+        _check(0.0 < self.temporal_blend <= 1.0, f"temporal_blend must be in (0, 1], got {self.temporal_blend}")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from vidanon.anonymize import align
 from vidanon.anonymize.checkpoint import load_generator
 from vidanon.anonymize.filters import apply_filter, region_mask
 from vidanon.anonymize.latents import latents_for_faces
+from vidanon.anonymize.temporal import TemporalBlend
 from vidanon.config import CoverConfig
 from vidanon.errors import ModelLoadError
 from vidanon.types import FaceDetections
@@ -51,6 +52,8 @@ class GanCoverer:
             # half the cores oversubscribe the CPU (measured: 2 threads 10x slower than 1 on 2 cores)
             torch.set_num_threads(max(1, min(4, (os.cpu_count() or 2) // 2)))
         self.net = load_generator(cfg.checkpoint, "cpu")
+        # per-frame z is DeepPrivacy's behaviour, kept unblended for comparison
+        self.blend = TemporalBlend(cfg.temporal_blend if cfg.z_mode == "per-track" else 1.0)
         self.gcfg = self.net.cfg
         if self.device.type == "cuda":
             self.net = self.net.to(self.device, memory_format=torch.channels_last)
@@ -101,6 +104,7 @@ class GanCoverer:
                 self.cfg.seed, gfaces.track_id, self.gcfg.z_dim, frame_index, self.cfg.z_mode == "per-frame", big
             )
             gen = self.generate(crops, z)
+            gen = self.blend(gen, crops.masks, gfaces.track_id, frame_index)
             pastes = []
             for i in range(len(gfaces)):
                 m = crops.transforms[i]

@@ -1,0 +1,53 @@
+"""Temporal blending of generated faces: per track, consecutive frames only, generated pixels only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vidanon.anonymize.temporal import TemporalBlend
+
+
+def _batch(value: float, n: int = 1, r: int = 8) -> np.ndarray:
+    return np.full((n, r, r, 3), value, np.uint8)
+
+
+def _mask(n: int = 1, r: int = 8) -> np.ndarray:
+    m = np.zeros((n, r, r), np.float32)
+    m[:, 2:6, 2:6] = 1.0
+    return m
+
+
+def test_blends_consecutive_frames_inside_the_mask_only():
+    blend = TemporalBlend(weight=0.5, max_change=255)
+    ids = np.array([3])
+    blend(_batch(100), _mask(), ids, 10)
+    out = blend(_batch(140), _mask(), ids, 11)
+    assert out[0, 3, 3, 0] == 120  # inside: halfway
+    assert out[0, 0, 0, 0] == 140  # outside the mask: the new pixels, untouched
+
+
+@pytest.mark.parametrize(
+    "second_ids, second_frame, expected",
+    [([3], 12, 140), ([4], 11, 140), ([-1], 11, 140)],
+    ids=["gap-resets", "other-track", "untracked"],
+)
+def test_no_blend_across_gaps_tracks_or_untracked(second_ids, second_frame, expected):
+    blend = TemporalBlend(weight=0.5, max_change=255)
+    blend(_batch(100), _mask(), np.array([3]), 10)
+    out = blend(_batch(140), _mask(), np.array(second_ids), second_frame)
+    assert out[0, 3, 3, 0] == expected
+
+
+def test_large_change_resets():
+    blend = TemporalBlend(weight=0.5, max_change=20)
+    blend(_batch(100), _mask(), np.array([1]), 0)
+    assert blend(_batch(200), _mask(), np.array([1]), 1)[0, 3, 3, 0] == 200
+
+
+def test_weight_one_is_off_and_bad_weight_rejected():
+    blend = TemporalBlend(weight=1.0)
+    blend(_batch(100), _mask(), np.array([1]), 0)
+    assert blend(_batch(140), _mask(), np.array([1]), 1)[0, 3, 3, 0] == 140
+    with pytest.raises(ValueError, match="weight"):
+        TemporalBlend(weight=0.0)
