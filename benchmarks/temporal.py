@@ -48,16 +48,13 @@ class Variant:
 
 def variants(checkpoint: str | None, device: str, seed: int) -> list[Variant]:
     gan = CoverConfig(mode="gan", checkpoint=checkpoint, device=device, seed=seed)
-    no_blend = replace(gan, temporal_blend=1.0)
+    blend = replace(gan, temporal_blend=0.5)
     per_frame = CoverConfig(mode="gan", z_mode="per-frame", checkpoint=checkpoint, device=device, seed=seed)
     return [
         Variant("GAN, z per frame", PipelineConfig(cover=per_frame)),
-        Variant(
-            "GAN, z per track, no smoothing, no blend",
-            PipelineConfig(cover=no_blend, track=TrackConfig(smoothing=False)),
-        ),
-        Variant("GAN, z per track, smoothing, no blend", PipelineConfig(cover=no_blend)),
-        Variant("GAN, z per track, smoothing + temporal blend (default)", PipelineConfig(cover=gan)),
+        Variant("GAN, z per track, no smoothing", PipelineConfig(cover=gan, track=TrackConfig(smoothing=False))),
+        Variant("GAN, z per track, smoothing (default)", PipelineConfig(cover=gan)),
+        Variant("GAN, z per track, smoothing + --temporal-blend 0.5", PipelineConfig(cover=blend)),
         Variant("blur (reference)", PipelineConfig(cover=CoverConfig(mode="blur"))),
     ]
 

@@ -163,7 +163,7 @@ def anonymize(
         help="per-track: one fake identity per track; per-frame: a new one each frame (DeepPrivacy's behaviour, for comparison).",
     ),
     temporal_blend: float = typer.Option(
-        0.5,
+        1.0,
         "--temporal-blend",
         help="gan mode: weight of the new generated face against the track's previous one (1 = off).",
     ),
