@@ -221,4 +221,4 @@ def test_temporal_results_section(reports):
     assert t.replace_section("# Benchmarks\n", t.SECTION, "new") == "# Benchmarks\n\n## Temporal consistency\n\nnew\n"
     md = t.table([("clip.mp4", "blur (reference)", reports("black"), 12.0)])
     assert md.count("\n") == 3 and "| clip.mp4 | blur (reference) |" in md and f"| 0 / {CLIP_FRAMES} |" in md
-    assert [v.cfg.cover.mode for v in t.variants(None, "cpu", 0)] == ["gan", "gan", "gan", "blur"]
+    assert [v.cfg.cover.mode for v in t.variants(None, "cpu", 0)] == ["gan", "gan", "gan", "gan", "blur"]

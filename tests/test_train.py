@@ -70,6 +70,8 @@ def test_teacher_faces_have_landmarks():
     assert b.image.shape == (4, 3, 64, 64) and b.mask.shape == (4, 1, 64, 64) and b.heat.shape == (4, 5, 64, 64)
     assert b.z.shape == (4, 100)
     assert 0.1 < float(b.mask.mean()) < 0.9
+    # a teacher face fills its draw: part of its crop is border padding, which the losses ignore
+    assert b.valid.shape == (4, 1, 64, 64) and 0.2 < float(b.valid.mean()) < 0.95
 
 
 @needs_teacher

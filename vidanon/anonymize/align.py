@@ -105,10 +105,10 @@ def invert(m: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(m.astype(np.float64))
 
 
-def warp_crop(image: np.ndarray, m: np.ndarray, resolution: int) -> np.ndarray:
+def warp_crop(image: np.ndarray, m: np.ndarray, resolution: int, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
     """The crop of `image` under frame->crop transform `m`, (res, res, C), same dtype.
 
-    Large faces are first reduced with INTER_AREA (no aliasing); borders replicate.
+    Large faces are first reduced with INTER_AREA (no aliasing); borders replicate by default.
     """
     s = _scale_of(m)
     h, w = image.shape[:2]
@@ -130,10 +130,8 @@ def warp_crop(image: np.ndarray, m: np.ndarray, resolution: int) -> np.ndarray:
         a = m[:, :2] @ np.diag([1 / fx, 1 / fy])
         t = m[:, :2] @ np.array([x0, y0], float) + m[:, 2]
         m2 = np.concatenate([a, t[:, None]], axis=1)
-        return cv2.warpAffine(
-            sub, m2, (resolution, resolution), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
-    return cv2.warpAffine(image, m, (resolution, resolution), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return cv2.warpAffine(sub, m2, (resolution, resolution), flags=cv2.INTER_LINEAR, borderMode=border)
+    return cv2.warpAffine(image, m, (resolution, resolution), flags=cv2.INTER_LINEAR, borderMode=border)
 
 
 def ellipse_params(xyxy: np.ndarray, mask_scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -180,12 +178,15 @@ class Crops:
         masks: (n, res, res) float32, 1 where generated.
         heatmaps: (n, 5, res, res) float32 landmark heatmaps.
         transforms: (n, 2, 3) frame -> crop similarities.
+        valid: (n, res, res) float32, 1 where the crop pixel lies inside the
+            image (not border padding); only made when asked for.
     """
 
     images: np.ndarray
     masks: np.ndarray
     heatmaps: np.ndarray
     transforms: np.ndarray
+    valid: np.ndarray | None = None
 
 
 def make_crops(
@@ -195,6 +196,7 @@ def make_crops(
     resolution: int,
     crop_factor: float,
     mask_scale: float | np.ndarray,
+    with_valid: bool = False,
 ) -> Crops:
     """Aligned crops, masks and heatmaps of every face in `image`.
 
@@ -205,6 +207,8 @@ def make_crops(
         resolution: crop side.
         crop_factor: box height / crop side ratio of the template.
         mask_scale: filter scale of the masked ellipse, one value or (n,).
+        with_valid: also return where the crop lies inside the image (training
+            uses it to ignore border padding in its losses).
     """
     n = len(xyxy)
     scales = np.broadcast_to(np.asarray(mask_scale, np.float64), (n,))
@@ -212,6 +216,8 @@ def make_crops(
     masks = np.zeros((n, resolution, resolution), np.float32)
     heats = np.zeros((n, 5, resolution, resolution), np.float32)
     ms = np.zeros((n, 2, 3), np.float64)
+    valid = np.zeros((n, resolution, resolution), np.float32) if with_valid else None
+    ones = np.full(image.shape[:2], 255, np.uint8) if with_valid else None
     for i in range(n):
         box = np.asarray(xyxy[i], np.float64)
         lm = np.asarray(landmarks[i], np.float64)
@@ -220,7 +226,9 @@ def make_crops(
         imgs[i] = warp_crop(image, m, resolution)
         masks[i] = crop_mask(m, box, float(scales[i]), resolution)
         heats[i] = heatmaps(apply_transform(m, lm).astype(np.float32), resolution)
-    return Crops(imgs, masks, heats, ms)
+        if valid is not None:
+            valid[i] = warp_crop(ones, m, resolution, cv2.BORDER_CONSTANT) >= 255
+    return Crops(imgs, masks, heats, ms, valid)
 
 
 def feather(mask: np.ndarray, resolution: int) -> np.ndarray:

@@ -185,12 +185,16 @@ class Batch:
         mask: (b, 1, r, r).
         heat: (b, 5, r, r).
         z: (b, z_dim) teacher latents, or None when the faces have none.
+        valid: (b, 1, r, r), 1 where the crop lies inside its source image; the
+            losses ignore the border padding (a teacher face fills its 64x64
+            draw, so its crop is padded, and the padding is not a target).
     """
 
     image: torch.Tensor
     mask: torch.Tensor
     heat: torch.Tensor
     z: torch.Tensor | None
+    valid: torch.Tensor
 
     def to(self, device: torch.device) -> Batch:
         return Batch(
@@ -198,6 +202,7 @@ class Batch:
             self.mask.to(device, non_blocking=True),
             self.heat.to(device, non_blocking=True),
             None if self.z is None else self.z.to(device, non_blocking=True),
+            self.valid.to(device, non_blocking=True),
         )
 
 
@@ -233,7 +238,9 @@ def make_batch(
         shift = rng.uniform(-jitter, jitter, 2) * size
         lm_j = (lm - c) * s + c + shift
         scale = rng.uniform(*mask_scale_range)
-        cr = align.make_crops(np.ascontiguousarray(img), box[None], lm_j[None], resolution, crop_factor, scale)
+        cr = align.make_crops(
+            np.ascontiguousarray(img), box[None], lm_j[None], resolution, crop_factor, scale, with_valid=True
+        )
         crops.append(cr)
         if f.z is not None:
             zs.append(f.z)
@@ -242,7 +249,8 @@ def make_batch(
     t_mask = torch.from_numpy(np.concatenate([c.masks for c in crops]))[:, None]
     t_heat = torch.from_numpy(np.concatenate([c.heatmaps for c in crops]))
     z = torch.from_numpy(np.stack(zs)).float() if len(zs) == len(faces) else None
-    return Batch(t_img, t_mask, t_heat, z)
+    t_valid = torch.from_numpy(np.concatenate([c.valid for c in crops]))[:, None]
+    return Batch(t_img, t_mask, t_heat, z, t_valid)
 
 
 class BatchMaker:
@@ -304,6 +312,7 @@ class BatchMaker:
             torch.cat([p.mask for p in parts]),
             torch.cat([p.heat for p in parts]),
             torch.cat(zs) if all(z is not None for z in zs) else None,
+            torch.cat([p.valid for p in parts]),
         )
 
     def _produce(self) -> None:

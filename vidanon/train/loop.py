@@ -244,24 +244,28 @@ class Trainer:
         cfg, dev = self.cfg, self.device
         batch = self.batches.next().to(dev)
         if dev.type == "cuda":
-            batch.image, batch.mask, batch.heat = (
-                t.contiguous(memory_format=torch.channels_last) for t in (batch.image, batch.mask, batch.heat)
+            batch.image, batch.mask, batch.heat, batch.valid = (
+                t.contiguous(memory_format=torch.channels_last)
+                for t in (batch.image, batch.mask, batch.heat, batch.valid)
             )
         b = batch.image.shape[0]
         teacher_z = batch.z is not None and batch.z.shape[1] == self.gcfg.z_dim
         z_a = batch.z if teacher_z else torch.randn(b, self.gcfg.z_dim, generator=self.zgen).to(dev)
         z_b = torch.randn(b, self.gcfg.z_dim, generator=self.zgen).to(dev)
-        img2, mask2, heat2 = (torch.cat([t, t]) for t in (batch.image, batch.mask, batch.heat))
+        img2, mask2, heat2, valid2 = (torch.cat([t, t]) for t in (batch.image, batch.mask, batch.heat, batch.valid))
+        # Border padding (outside the source image) is neither a target nor shown to D.
+        target_mask = batch.mask * batch.valid
+        real = batch.image * batch.valid
 
         with self._autocast():
             fake = self.G(img2, mask2, heat2, torch.cat([z_a, z_b]))
         # discriminator
         self.D.requires_grad_(True)
         with self._autocast():
-            loss_d = d_hinge(self.D(batch.image, batch.mask, batch.heat), self.D(fake.detach(), mask2, heat2))
+            loss_d = d_hinge(self.D(real, batch.mask, batch.heat), self.D(fake.detach() * valid2, mask2, heat2))
         r1 = torch.zeros((), device=dev)
         if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
-            r1 = r1_penalty(self.D, batch.image, batch.mask, batch.heat)
+            r1 = r1_penalty(self.D, real, batch.mask, batch.heat)
             loss_d = loss_d + 0.5 * cfg.r1_gamma * cfg.r1_every * r1
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -269,11 +273,11 @@ class Trainer:
         # generator
         self.D.requires_grad_(False)
         with self._autocast():
-            adv = g_hinge(self.D(fake, mask2, heat2))
+            adv = g_hinge(self.D(fake * valid2, mask2, heat2))
         fake = fake.float()
         fa, fb = fake.chunk(2)
-        rec = reconstruction(fa, batch.image, batch.mask, coarse_only=not teacher_z)
-        div = diversity(fa, fb, batch.mask, cfg.div_margin)
+        rec = reconstruction(fa, batch.image, target_mask, coarse_only=not teacher_z)
+        div = diversity(fa, fb, target_mask, cfg.div_margin)
         loss_g = cfg.w_adv * adv + cfg.w_rec * rec + cfg.w_div * div
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
