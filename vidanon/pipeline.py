@@ -1,8 +1,9 @@
 """The only module that wires the stages together.
 
-decode thread -> [bounded queue] -> detect, track, look-ahead, cover (this thread)
--> [bounded queue] -> encode thread. Stateful stages (tracker, look-ahead buffer)
-stay on the calling thread; order and pts are preserved.
+decode thread -> [bounded queue] -> detect, track, look-ahead (calling thread)
+-> [bounded queue] -> cover thread -> [bounded queue] -> encode thread.
+The tracker and the look-ahead buffer stay on the calling thread; the cover
+stage takes frames in order on its own thread; order and pts are preserved.
 
 Privacy fails closed: a frame is never written unless every face region known
 for it was covered, and a frame whose detection failed is covered over its
@@ -410,7 +411,19 @@ def anonymize_video(
                 busy["encode"] += time.perf_counter() - t0
 
         main = threading.current_thread()
+        cov_q: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
+
+        def cover() -> None:
+            # covering (the generator in gan mode) overlaps the next frames' detection
+            while True:
+                entry = _get(cov_q, stop, main)
+                if entry is _DONE:
+                    _forward(_DONE)
+                    return
+                emit(entry)
+
         dec_t = _Worker(decode, "vidanon-decode")
+        cov_t = _Worker(cover, "vidanon-cover")
         enc_t = _Worker(encode, "vidanon-encode")
         buffer: deque[_Pending] = deque()
         is_cut = CutDetector()
@@ -434,10 +447,15 @@ def anonymize_video(
             if not _put(enc_q, item, stop, enc_t) or enc_t.error is not None:
                 raise _stage_error(enc_t)
 
+        def _send(entry) -> None:
+            if not _put(cov_q, entry, stop, cov_t) or cov_t.error is not None:
+                raise _stage_error(cov_t)
+
         try:
             if tracks_path is not None:
                 tracks = TracksWriter(Path(tracks_path), info)
             dec_t.start()
+            cov_t.start()
             enc_t.start()
             total = info.frames
             while True:
@@ -456,19 +474,22 @@ def anonymize_video(
                 _backfill(buffer, faces, fa.tracker.new_ids, cfg.track.hold_growth, last_cut)
                 buffer.append(_Pending(item.rgb, item.meta, faces, failed))
                 while len(buffer) > cfg.track.lookahead:
-                    emit(buffer.popleft())
+                    _send(buffer.popleft())
                 if progress is not None:
                     progress(summary.frames_read, total)
-                if enc_t.error is not None:
-                    raise _stage_error(enc_t)
+                for t in (cov_t, enc_t):
+                    if t.error is not None:
+                        raise _stage_error(t)
             if dec_t.error is not None:
                 raise _stage_error(dec_t)
             while buffer:
-                emit(buffer.popleft())
-            _forward(_DONE)
-            enc_t.join()
-            if enc_t.error is not None:
-                raise _stage_error(enc_t)
+                _send(buffer.popleft())
+            _send(_DONE)
+            for t in (cov_t, enc_t):
+                while t.is_alive() and t.error is None:
+                    t.join(timeout=0.1)
+                if t.error is not None:
+                    raise _stage_error(t)
             writer.finish()
             expected = dm.info.frames
             missing = max(0, expected - summary.frames_read) if expected else 0
@@ -492,7 +513,7 @@ def anonymize_video(
                 tracks = None
         except BaseException:
             stop.set()
-            for t in (dec_t, enc_t):
+            for t in (dec_t, cov_t, enc_t):
                 if t.is_alive():
                     t.join(timeout=2.0)
             writer.abort()
