@@ -15,18 +15,12 @@ import numpy as np
 from vidanon.anonymize.filters import apply_filter
 from vidanon.config import CoverConfig
 from vidanon.detect.yunet import YuNetDetector
+from vidanon.metrics.tracks import iou_matrix
 from vidanon.synth import PHOTO_DIR, pan_frame, photo
 
 
 def _iou_any(a: np.ndarray, b: np.ndarray) -> int:
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return int((inter / (area_a[:, None] + area_b[None] - inter + 1e-9) > 0.3).any(axis=1).sum())
+    return int((iou_matrix(a, b) > 0.3).any(axis=1).sum())
 
 
 def main() -> None:

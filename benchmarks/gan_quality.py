@@ -40,6 +40,7 @@ from vidanon.anonymize.gan import GanCoverer  # noqa: E402
 from vidanon.config import CoverConfig, DetectConfig  # noqa: E402
 from vidanon.detect.yunet import YuNetDetector  # noqa: E402
 from vidanon.metrics.sface import SAME_IDENTITY_THRESHOLD, SFace  # noqa: E402
+from vidanon.metrics.tracks import iou_matrix  # noqa: E402
 from vidanon.types import FaceDetections  # noqa: E402
 
 HELD_OUT_SEED = 987_654_321  # training seeds are small integers
@@ -74,14 +75,7 @@ def jittered(d: FaceDetections, i: int, res: int, crop_factor: float, dx: float,
     return FaceDetections(xy, d.score, lm, d.track_id, d.state)
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter + 1e-9)
+iou = iou_matrix
 
 
 def crop_rows(
