@@ -100,17 +100,21 @@ def test_not_media(tmp_path, content, needle):
     assert src.read_bytes() == content
 
 
+def _mux_silence(container, stream, frames: int, samples: int) -> None:
+    """Encodes `frames` frames of stereo 48 kHz silence, `samples` samples each, and flushes."""
+    for k in range(frames):
+        f = av.AudioFrame.from_ndarray(np.zeros((1, 2 * samples), np.float32), format="flt", layout="stereo")
+        f.sample_rate, f.pts = 48000, k * samples
+        for p in stream.encode(f):
+            container.mux(p)
+    for p in stream.encode(None):
+        container.mux(p)
+
+
 def test_audio_only_and_zero_frames(tmp_path):
     audio = tmp_path / "a.m4a"
     with av.open(str(audio), "w") as c:
-        s = c.add_stream("aac", rate=48000)
-        for i in range(20):
-            f = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.float32), format="flt", layout="stereo")
-            f.sample_rate, f.pts = 48000, i * 1024
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
+        _mux_silence(c, c.add_stream("aac", rate=48000), frames=20, samples=1024)
     r = run_cli("anonymize", audio, tmp_path / "o.mp4")
     assert_one_line_error(r, 2, "no video stream", "audio")
     empty = tmp_path / "zero.mp4"
@@ -242,13 +246,7 @@ def _multi_stream(path: Path, clip: Path) -> Path:
             if p.size:
                 p.stream = sub
                 o.mux(p)
-        for k in range(10):
-            f = av.AudioFrame.from_ndarray(np.zeros((1, 1920), np.float32), format="flt", layout="stereo")
-            f.sample_rate, f.pts = 48000, k * 960
-            for p in a2.encode(f):
-                o.mux(p)
-        for p in a2.encode(None):
-            o.mux(p)
+        _mux_silence(o, a2, frames=10, samples=960)
     return path
 
 
