@@ -1,12 +1,13 @@
 """Throughput: vidanon against the PyAV decode+encode floor of the same clip, in one run.
 
-    .venv/bin/python benchmarks/speed.py [--frames 360] [--sizes 720,1080] [--gan] [--write]
+    .venv/bin/python benchmarks/speed.py [--frames 360] [--sizes 720,1080] [--gan] [--cuda] [--write]
 
 For each clip (the bundled sample, and generated 720p/1080p clips with 3 to 5 faces
 and audio) it times, each in a fresh subprocess so that peak memory is its own:
 
 - floor: PyAV decode + libx264 veryfast encode (same settings as vidanon), audio copied;
-- vidanon blur (default settings) and, with --gan, vidanon gan;
+- vidanon blur (default settings) and, with --gan, vidanon gan on the CPU, and
+  with --cuda also vidanon gan with the generator on the GPU (`--device cuda`);
 - deface on the same clip, when the `deface` command is installed.
 
 It prints frames/s, the ratio to the floor, peak RSS and vidanon's time per stage,
@@ -60,8 +61,8 @@ VIDANON = r"""
 import sys, time, json, resource
 from vidanon.config import CoverConfig, PipelineConfig
 from vidanon.pipeline import anonymize_video
-mode = sys.argv[3]
-cfg = PipelineConfig(cover=CoverConfig(mode=mode))
+mode, device = sys.argv[3], sys.argv[4]
+cfg = PipelineConfig(cover=CoverConfig(mode=mode, device=device))
 t0 = time.perf_counter()
 s = anonymize_video(sys.argv[1], sys.argv[2], cfg, overwrite=True)
 print(s.frames_written, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -109,6 +110,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=360)
     ap.add_argument("--sizes", default="720,1080")
     ap.add_argument("--gan", action="store_true", help="also time gan mode")
+    ap.add_argument("--cuda", action="store_true", help="also time gan mode with the generator on CUDA")
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",") if s]
@@ -119,17 +121,25 @@ def main() -> None:
             n, fsecs, frss, _ = run(FLOOR, str(clip), str(tmp / "floor.mp4"))
             floor = n / fsecs
             rows.append((clip.name, "floor (PyAV decode + x264 veryfast)", floor, 1.0, frss, ""))
-            for mode in ["blur"] + (["gan"] if a.gan else []):
-                n, secs, rss, stages = run(VIDANON, str(clip), str(tmp / f"{mode}.mp4"), mode)
+            runs = [("blur", "cpu")] + ([("gan", "cpu")] if a.gan else []) + ([("gan", "cuda")] if a.cuda else [])
+            for mode, device in runs:
+                n, secs, rss, stages = run(VIDANON, str(clip), str(tmp / f"{mode}.mp4"), mode, device)
                 fps = n / secs
                 st = " ".join(f"{k} {v / n * 1000:.1f}" for k, v in stages.items())
-                rows.append((clip.name, f"vidanon {mode}", fps, fps / floor, rss, st))
+                what = f"vidanon {mode}" + (" --device cuda" if device == "cuda" else "")
+                rows.append((clip.name, what, fps, fps / floor, rss, st))
             d = run_deface(clip, tmp / "deface.mp4")
             if d is not None:
                 rows.append((clip.name, "deface (default)", n / d[0], n / d[0] / floor, d[1], ""))
+    gpu = "no GPU"
+    if a.cuda:
+        import torch
+
+        gpu = f"GPU {torch.cuda.get_device_name(0)}"
+    flags = (" --gan" if a.gan else "") + (" --cuda" if a.cuda else "")
     head = (
-        f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, no GPU. "
-        f"Command: `.venv/bin/python benchmarks/speed.py{' --gan' if a.gan else ''}`, {a.frames} frames per "
+        f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, {gpu}. "
+        f"Command: `.venv/bin/python benchmarks/speed.py{flags}`, {a.frames} frames per "
         "generated clip.\n\n| clip | what | frames/s | x floor | peak RSS MiB | ms/frame per stage |\n"
         "| --- | --- | --- | --- | --- | --- |\n"
     )

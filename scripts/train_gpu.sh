@@ -8,14 +8,19 @@
 # OUT     where to write (default: $OUT/ckpt.pt when $OUT is set, else /tmp/ckpt.pt).
 #
 # Environment: MINUTES (default 9, keep chunks <= 10 min), BATCH (default 128),
-# WORKERS (data threads, default 12), PYTHON (default python), EXTRA (more options).
+# WORKERS (data threads, default 14), PRODUCERS (batch-assembling threads, default 4),
+# REUSE (--max-reuse, default 2), DEVICE (default cuda; cpu for a dry run),
+# PYTHON (default python), EXTRA (more options).
+# OpenCV and torch run one thread each per worker (--threads 1): the parallelism
+# is across faces, and nested OpenCV thread pools only contend.
 # Each chunk continues the step counter; copy OUT back to vidanon/weights/generator.pt
 # when it is better (check with benchmarks/gan_quality.py --checkpoint OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RESUME=${1:-vidanon/weights/generator.pt}
 DEST=${2:-${OUT:-/tmp}/ckpt.pt}
-ARGS=(--device cuda --minutes "${MINUTES:-9}" --batch-size "${BATCH:-128}" --workers "${WORKERS:-12}"
+ARGS=(--device "${DEVICE:-cuda}" --minutes "${MINUTES:-9}" --batch-size "${BATCH:-128}"
+      --workers "${WORKERS:-14}" --producers "${PRODUCERS:-4}" --max-reuse "${REUSE:-2}" --threads 1
       --save-every 120 --log-every 50 --out "$DEST")
 if [[ "$RESUME" != "none" ]]; then
   ARGS+=(--resume "$RESUME")

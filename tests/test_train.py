@@ -55,6 +55,9 @@ def test_losses():
     assert float(reconstruction(a, -a, m)) > 0
     assert float(diversity(a, a, m, 0.25)) == pytest.approx(0.25)
     assert float(diversity(a, a + 1, m, 0.25)) == 0
+    # centred: a tone shift alone is no difference, a change of structure is
+    assert float(diversity(a, a + 1, m, 0.25, centred=True)) == pytest.approx(0.25)
+    assert float(diversity(a, -a, m, 0.25, centred=True)) < 0.25
     d = Discriminator(64, 8)
     assert d(torch.zeros(2, 3, 64, 64), torch.zeros(2, 1, 64, 64), torch.zeros(2, 5, 64, 64)).shape == (2, 1, 8, 8)
 
@@ -143,3 +146,39 @@ def test_train_command(tmp_path):
     assert isinstance(bad.exception, InputError)
     bad = CliRunner().invoke(app, ["--out", str(out), "--steps", "1", "--data", "folder"])
     assert isinstance(bad.exception, InputError)
+
+
+@needs_teacher
+def test_concurrent_producers_and_batch_reuse(tmp_path):
+    from vidanon.train.data import BatchMaker, TeacherFaces
+
+    src = TeacherFaces(seed=4)
+    maker = BatchMaker(src, 64, 1.75, np.random.default_rng(0), 6, workers=2, producers=3)
+    try:
+        batches = [maker.next() for _ in range(4)]
+    finally:
+        maker.close()
+    assert all(b.image.shape == (6, 3, 64, 64) and b.z.shape == (6, 100) for b in batches)
+    # concurrent producers share one teacher stream: no z is drawn twice
+    zs = torch.cat([b.z for b in batches])
+    assert len(torch.unique(zs[:, 0])) == len(zs)
+    assert src.kept <= src.drawn and src.kept >= 24
+    # reuse: while no fresh batch is ready, a batch serves up to max_reuse steps, then the trainer waits
+    from vidanon.train.loop import Trainer
+
+    trainer = Trainer(_cfg(tmp_path / "r.pt", steps=6, data_workers=1, max_reuse=3), TINY)
+    trainer.batches.close()
+    fresh = iter(batches)
+
+    class SlowMaker:  # the data pipeline's neighbour: never has a batch ready without waiting
+        def next(self, block=True):
+            return next(fresh) if block else None
+
+        def close(self):
+            pass
+
+    trainer.batches = SlowMaker()
+    summary = trainer.run()
+    assert summary["step"] == 6 and summary["reused_batches"] == 4  # batches 1, 1, 1, 2, 2, 2
+    with pytest.raises(ValueError):
+        _cfg(tmp_path / "x.pt", steps=1, max_reuse=0)

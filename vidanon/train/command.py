@@ -61,6 +61,19 @@ def train_cmd(
     adv_weight: Annotated[
         float, typer.Option("--adv-weight", help="Weight of the adversarial loss (reconstruction has weight 1).")
     ] = 0.1,
+    div_weight: Annotated[
+        float, typer.Option("--div-weight", help="Weight of the diversity hinge between two z on the same crop.")
+    ] = 0.2,
+    div_margin: Annotated[
+        float, typer.Option("--div-margin", help="Diversity hinge margin (mean abs difference, [-1, 1] units).")
+    ] = 0.25,
+    div_centred: Annotated[
+        bool,
+        typer.Option(
+            "--div-centred/--div-plain",
+            help="Measure diversity after removing each output's mean colour (structure, not skin tone).",
+        ),
+    ] = False,
     reset_discriminator: Annotated[
         bool,
         typer.Option(
@@ -74,6 +87,20 @@ def train_cmd(
             help="Threads that detect faces and build crops ahead of each step (0: inline). Use 8-12 on a GPU machine.",
         ),
     ] = 0,
+    producers: Annotated[
+        int,
+        typer.Option(
+            "--producers",
+            help="With --workers: threads that each assemble whole batches (3-4 keep a GPU fed).",
+        ),
+    ] = 1,
+    max_reuse: Annotated[
+        int,
+        typer.Option(
+            "--max-reuse",
+            help="With --workers: a batch may serve up to this many steps (fresh z each) while the next is not ready.",
+        ),
+    ] = 1,
 ) -> None:
     """Train (or continue training) the face generator."""
     from vidanon.anonymize.generator import GeneratorConfig
@@ -121,7 +148,12 @@ def train_cmd(
             lr_d=lr,
             log_every=log_every,
             data_workers=workers,
+            data_producers=producers,
+            max_reuse=max_reuse,
             w_adv=adv_weight,
+            w_div=div_weight,
+            div_margin=div_margin,
+            div_centred=div_centred,
             reset_discriminator=reset_discriminator,
         )
     except ValueError as exc:

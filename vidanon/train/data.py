@@ -59,10 +59,12 @@ class TeacherFaces:
         self.gen.manual_seed(int(seed))
         self.drawn = 0
         self.kept = 0
+        self._lock = threading.Lock()  # several batch producers may draw at once
 
     def state(self) -> dict:
         """RNG state, so a resumed run continues the stream."""
-        return {"rng": self.gen.get_state(), "drawn": self.drawn, "kept": self.kept}
+        with self._lock:
+            return {"rng": self.gen.get_state(), "drawn": self.drawn, "kept": self.kept}
 
     def load_state(self, state: dict) -> None:
         self.gen.set_state(state["rng"])
@@ -71,7 +73,8 @@ class TeacherFaces:
     @torch.inference_mode()
     def draw(self, n: int) -> list[Face]:
         """Up to n faces (fewer when detection fails on some draws)."""
-        z = torch.randn(n, self.teacher.nz, generator=self.gen)
+        with self._lock:
+            z = torch.randn(n, self.teacher.nz, generator=self.gen)
         imgs = self.teacher(z.to(self.device)).float().cpu()
         imgs = ((imgs.permute(0, 2, 3, 1).numpy() + 1) * 127.5).clip(0, 255).round().astype(np.uint8)
         return self.detect(imgs, z.numpy())
@@ -88,11 +91,9 @@ class TeacherFaces:
         found = list(self.pool.map(self._detect_one, imgs)) if self.pool else [self._detect_one(im) for im in imgs]
         out = []
         for i, (im, dets) in enumerate(zip(imgs, found)):
-            self.drawn += 1
             if len(dets) == 0:
                 continue
             k = int(np.argmax(dets.score))
-            self.kept += 1
             out.append(
                 Face(
                     im,
@@ -101,6 +102,9 @@ class TeacherFaces:
                     None if z is None else z[i],
                 )
             )
+        with self._lock:
+            self.drawn += len(imgs)
+            self.kept += len(out)
         return out
 
     def sample(self, n: int) -> list[Face]:
@@ -172,7 +176,8 @@ class FolderFaces:
         return img
 
     def sample(self, n: int) -> list[Face]:
-        idx = self.rng.integers(0, len(self.index), n)
+        with self._lock:
+            idx = self.rng.integers(0, len(self.index), n)
         return [Face(self._image(self.index[i][0]), self.index[i][1], self.index[i][2]) for i in idx]
 
 
@@ -260,7 +265,11 @@ class BatchMaker:
     (OpenCV releases the GIL) and a producer thread keeps `prefetch` batches
     ready, so a GPU is not left waiting on the CPU. The checkpointed data state
     is then up to `prefetch` batches ahead of the training step; a resumed run
-    skips those faces, which does not matter for training.
+    skips those faces, which does not matter for training. With several
+    `producers`, batches are made concurrently (their order, not their
+    content, then depends on timing): one producer cannot keep a GPU busy,
+    because half of its work (crop geometry in numpy) holds the GIL while the
+    other half (YuNet) does not.
 
     Args:
         source: TeacherFaces or FolderFaces.
@@ -269,6 +278,7 @@ class BatchMaker:
         batch_size: faces per batch.
         workers: threads for detection and crops (0: all inline).
         prefetch: batches prepared ahead when workers > 0.
+        producers: threads that each make whole batches when workers > 0.
     """
 
     def __init__(
@@ -280,7 +290,10 @@ class BatchMaker:
         batch_size: int,
         workers: int = 0,
         prefetch: int = 3,
+        producers: int = 1,
     ) -> None:
+        if producers < 1:
+            raise ValueError(f"producers must be >= 1, got {producers}")
         self.source = source
         self.resolution = resolution
         self.crop_factor = crop_factor
@@ -291,7 +304,9 @@ class BatchMaker:
         source.pool = self.pool
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self.producers = producers
+        self._rng_lock = threading.Lock()
 
     def _make(self) -> Batch:
         faces = self.source.sample(self.batch_size)
@@ -299,7 +314,8 @@ class BatchMaker:
             return make_batch(faces, self.resolution, self.crop_factor, self.rng)
         n = max(1, min(self.workers, len(faces)))
         chunks = [faces[i::n] for i in range(n)]
-        seeds = self.rng.integers(0, 2**63 - 1, n)
+        with self._rng_lock:
+            seeds = self.rng.integers(0, 2**63 - 1, n)
         parts = list(
             self.pool.map(
                 lambda a: make_batch(a[0], self.resolution, self.crop_factor, np.random.default_rng(a[1])),
@@ -328,14 +344,19 @@ class BatchMaker:
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             self._queue.put(exc)
 
-    def next(self) -> Batch:
-        """The next batch."""
+    def next(self, block: bool = True) -> Batch | None:
+        """The next batch; with block=False, None when none is ready yet (prefetching only)."""
         if self.pool is None:
             return self._make()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._produce, name="vidanon-batches", daemon=True)
-            self._thread.start()
-        item = self._queue.get()
+        if not self._threads:
+            for i in range(self.producers):
+                t = threading.Thread(target=self._produce, name=f"vidanon-batches-{i}", daemon=True)
+                t.start()
+                self._threads.append(t)
+        try:
+            item = self._queue.get(block=block)
+        except queue.Empty:
+            return None
         if isinstance(item, BaseException):
             raise item
         return item
@@ -343,12 +364,12 @@ class BatchMaker:
     def close(self) -> None:
         """Stops the producer thread and the pool."""
         self._stop.set()
-        if self._thread is not None:
-            while self._thread.is_alive():
+        for t in self._threads:
+            while t.is_alive():
                 try:
                     self._queue.get(timeout=0.1)
                 except queue.Empty:
                     pass
-            self._thread = None
+        self._threads = []
         if self.pool is not None:
             self.pool.shutdown(wait=True)

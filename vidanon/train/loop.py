@@ -55,6 +55,7 @@ class TrainConfig:
         lr_g, lr_d: Adam learning rates (betas 0.5, 0.99).
         w_rec, w_adv, w_div: loss weights.
         div_margin: diversity hinge margin (mean abs difference in [-1, 1] units).
+        div_centred: measure diversity after removing each output's mean colour.
         r1_gamma, r1_every: lazy R1 penalty on the discriminator (0 disables).
         ema_decay: EMA of generator weights used for inference.
         d_channels: discriminator base channels.
@@ -63,6 +64,11 @@ class TrainConfig:
             optimizer) instead of loading the stored one, e.g. to change its kind.
         data_workers: threads that detect faces and make crops ahead of the
             training step (0: inline; use several on a GPU machine).
+        data_producers: with data_workers, threads that assemble whole batches
+            concurrently (BatchMaker).
+        max_reuse: with data_workers, a batch may serve up to this many steps
+            (each with fresh random z) when the next one is not ready yet, so
+            a GPU faster than the data pipeline is not left idle; 1: never.
     """
 
     out: str
@@ -83,6 +89,7 @@ class TrainConfig:
     w_adv: float = 0.1
     w_div: float = 0.2
     div_margin: float = 0.25
+    div_centred: bool = False
     r1_gamma: float = 0.1
     r1_every: int = 16
     ema_decay: float = 0.998
@@ -90,6 +97,8 @@ class TrainConfig:
     d_spectral_norm: bool = False
     reset_discriminator: bool = False
     data_workers: int = 0
+    data_producers: int = 1
+    max_reuse: int = 1
 
     def __post_init__(self) -> None:
         if self.data not in DATA_SOURCES:
@@ -102,12 +111,17 @@ class TrainConfig:
             raise ValueError("give a step limit or a time limit (steps or minutes)")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
+        if self.max_reuse < 1:
+            raise ValueError(f"max_reuse must be >= 1, got {self.max_reuse}")
+        if self.data_producers < 1:
+            raise ValueError(f"data_producers must be >= 1, got {self.data_producers}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
     def hyper(self) -> dict:
         """The fields that describe the recipe (stored in checkpoints for the record)."""
         skip = {"out", "resume", "steps", "minutes", "threads", "save_every_s", "log_every", "device", "data_workers"}
+        skip.update({"data_producers", "max_reuse"})
         skip.add("reset_discriminator")
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
@@ -156,6 +170,7 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=(0.5, 0.99))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(0.5, 0.99))
         self.step = 0
+        self.reused = 0  # steps of this chunk that reused a batch
         self.elapsed_s = 0.0
         self.zgen = torch.Generator(device="cpu")
         self.zgen.manual_seed(cfg.seed * 7919 + 1)
@@ -167,7 +182,13 @@ class Trainer:
         if blob is not None:
             self._restore(blob)
         self.batches = BatchMaker(
-            self.source, self.gcfg.resolution, self.gcfg.crop_factor, self.rng, cfg.batch_size, cfg.data_workers
+            self.source,
+            self.gcfg.resolution,
+            self.gcfg.crop_factor,
+            self.rng,
+            cfg.batch_size,
+            cfg.data_workers,
+            producers=cfg.data_producers,
         )
 
     def _restore(self, blob: dict) -> None:
@@ -239,10 +260,25 @@ class Trainer:
         for be, b in zip(self.ema.buffers(), self.G.buffers()):
             be.copy_(b)
 
+    def _next_batch(self):
+        """A fresh batch, or the last one again while none is ready (up to max_reuse uses)."""
+        last = getattr(self, "_last", None)
+        if last is not None and self._uses < self.cfg.max_reuse:
+            fresh = self.batches.next(block=False)
+            if fresh is None:
+                self._uses += 1
+                self.reused += 1
+                return last
+        else:
+            fresh = self.batches.next()
+        self._last = fresh.to(self.device)
+        self._uses = 1
+        return self._last
+
     def train_step(self) -> dict[str, float]:
         """One discriminator and one generator update; returns the losses."""
         cfg, dev = self.cfg, self.device
-        batch = self.batches.next().to(dev)
+        batch = self._next_batch()
         if dev.type == "cuda":
             batch.image, batch.mask, batch.heat, batch.valid = (
                 t.contiguous(memory_format=torch.channels_last)
@@ -277,7 +313,7 @@ class Trainer:
         fake = fake.float()
         fa, fb = fake.chunk(2)
         rec = reconstruction(fa, batch.image, target_mask, coarse_only=not teacher_z)
-        div = diversity(fa, fb, target_mask, cfg.div_margin)
+        div = diversity(fa, fb, target_mask, cfg.div_margin, cfg.div_centred)
         loss_g = cfg.w_adv * adv + cfg.w_rec * rec + cfg.w_div * div
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -305,7 +341,12 @@ class Trainer:
             self.batches.close()
         self.save(cfg.out)
         log.info("saved %s at step %d (%d steps this chunk)", cfg.out, self.step, self._done)
-        return {"step": self.step, "steps_this_chunk": self._done, "elapsed_s": self.elapsed_s}
+        return {
+            "step": self.step,
+            "steps_this_chunk": self._done,
+            "reused_batches": self.reused,
+            "elapsed_s": self.elapsed_s,
+        }
 
     def _loop(self, start: float) -> None:
         cfg = self.cfg
@@ -332,10 +373,11 @@ class Trainer:
             if self.step % cfg.log_every == 0:
                 rate = n / max(now - last_log, 1e-9)
                 log.info(
-                    "step %d  %s  %.2f steps/s",
+                    "step %d  %s  %.2f steps/s  (%d reused batches)",
                     self.step,
                     "  ".join(f"{k} {v / n:.4f}" for k, v in sums.items()),
                     rate,
+                    self.reused,
                 )
                 sums, n, last_log = {}, 0, now
             if now - last_save >= cfg.save_every_s:

@@ -10,6 +10,10 @@
 - Diversity (mode seeking): two different z on the same crop must differ by at
   least `margin` (mean absolute difference inside the mask); a hinge, so it
   stops pushing once outputs are apart, instead of MSGAN's unbounded ratio.
+  With `centred`, each output's mean colour inside the mask is subtracted
+  first, so a global tone shift does not count as a different face: the
+  first checkpoint met the plain margin mostly with skin tone, and SFace
+  still saw one person.
 """
 
 from __future__ import annotations
@@ -112,7 +116,16 @@ def reconstruction(
     return loss
 
 
-def diversity(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor, margin: float) -> torch.Tensor:
-    """Hinge that pushes outputs for two different z apart (mean abs difference in the mask)."""
+def diversity(
+    a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor, margin: float, centred: bool = False
+) -> torch.Tensor:
+    """Hinge that pushes outputs for two different z apart (mean abs difference in the mask).
+
+    centred: compare after removing each output's mean colour in the mask (structure, not tone).
+    """
+    if centred:
+        area = mask.sum((2, 3), keepdim=True) + 1e-6
+        a = a - (a * mask).sum((2, 3), keepdim=True) / area
+        b = b - (b * mask).sum((2, 3), keepdim=True) / area
     dist = ((a - b).abs() * mask).flatten(1).sum(1) / (mask.flatten(1).sum(1) * a.shape[1] + 1e-6)
     return F.relu(margin - dist).mean()
