@@ -354,3 +354,75 @@ def test_cuda_request_without_cuda_is_a_load_error(tiny_ckpt):
 
     with pytest.raises(ModelLoadError):
         GanCoverer(CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), device="cuda"))
+
+
+# --- fast geometry equals the direct per-pixel definitions ---------------------
+
+
+def _random_faces(rng: np.random.Generator, n: int, w: int, h: int) -> FaceDetections:
+    c = rng.uniform([-20, -20], [w + 20, h + 20], (n, 2))
+    half = rng.uniform(5, 80, (n, 2))
+    xyxy = np.concatenate([c - half, c + half], 1).astype(np.float32)
+    return FaceDetections(xyxy, track_id=np.arange(n))
+
+
+@pytest.mark.parametrize("shape", ["ellipse", "box"])
+def test_region_mask_window_is_the_full_mask_window(shape):
+    from vidanon.anonymize.gan import _window
+
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        faces = _random_faces(rng, int(rng.integers(1, 4)), 300, 200)  # some cut by the frame edge
+        cfg = CoverConfig(shape=shape, mask_scale=float(rng.uniform(1, 2)))
+        full = region_mask((200, 300), faces, cfg)
+        x0, y0, x1, y1 = _window(faces, cfg.mask_scale, [], 300, 200)
+        part = region_mask((y1 - y0, x1 - x0), faces, cfg, origin=(x0, y0))
+        assert np.array_equal(part, full[y0:y1, x0:x1])
+        assert full.sum() == part.sum(), "the window must hold every region"
+
+
+def test_crop_geometry_matches_per_pixel_definitions(photo_faces):
+    img, faces = photo_faces
+    res, cf, ms = 64, 1.75, 1.3
+    for i in range(len(faces)):
+        box = faces.xyxy[i].astype(np.float64)
+        m = align.face_transform(box, faces.landmarks[i].astype(np.float64), res, cf)
+        c, axes = align.ellipse_params(box, ms)
+        # crop mask: every crop pixel mapped back to the frame and tested against the grown ellipse
+        grown = axes + max(align.MARGIN / np.sqrt(abs(np.linalg.det(m[:, :2]))), align.MARGIN)
+        yy, xx = np.mgrid[0:res, 0:res].astype(np.float64)
+        pts = align.apply_transform(align.invert(m), np.stack([xx, yy], -1))
+        direct = ((((pts - c) / grown) ** 2).sum(-1) <= 1).astype(np.float32)
+        assert np.abs(align.crop_mask(m, box, ms, res) - direct).sum() <= 2  # rounding at the very edge
+        # paste geometry: frame pixels inside the grown ellipse whose crop position lies in the crop
+        rect = align.footprint(m, res, img.shape[1], img.shape[0])
+        x0, y0, x1, y1 = rect
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
+        q = align.apply_transform(m, np.stack([xx, yy], -1))
+        inside = (((np.stack([xx, yy], -1) - c) / grown) ** 2).sum(-1) <= 1
+        in_crop = (q[..., 0] >= 0) & (q[..., 0] <= res - 1) & (q[..., 1] >= 0) & (q[..., 1] <= res - 1)
+        assert np.count_nonzero(align.paste_geometry(m, box, ms, res, rect) != (inside & in_crop)) <= 2
+    # heatmaps: a Gaussian at each landmark
+    pts = np.array([[10.3, 20.7], [40.0, 33.5], [5, 60], [63, 0], [32, 32]], np.float32)
+    yy, xx = np.mgrid[0:res, 0:res].astype(np.float64)
+    sigma = res / 32
+    direct = np.exp(
+        -((xx[None] - pts[:, 0, None, None]) ** 2 + (yy[None] - pts[:, 1, None, None]) ** 2) / (2 * sigma**2)
+    )
+    assert np.abs(align.heatmaps(pts, res) - direct).max() < 1e-5
+
+
+def test_gan_precision(tiny_ckpt, photo_faces):
+    from vidanon.anonymize.gan import native_bf16
+
+    img, faces = photo_faces
+    fp32 = _coverer(tiny_ckpt, precision="fp32")
+    bf16 = _coverer(tiny_ckpt, precision="bf16")
+    auto = _coverer(tiny_ckpt)
+    assert not fp32.cpu_bf16 and bf16.cpu_bf16 and auto.cpu_bf16 == native_bf16()
+    a, b = fp32.cover(img, faces, 0), bf16.cover(img, faces, 0)
+    diff = np.abs(a.astype(int) - b.astype(int))
+    # bfloat16 arithmetic moves generated pixels a little, never the picture
+    assert diff.max() > 0 and diff.mean() < 1.0 and np.percentile(diff[diff > 0], 99) <= 24
+    with pytest.raises(ValueError):
+        CoverConfig(mode="gan", precision="fp8")

@@ -171,6 +171,11 @@ def anonymize(
         None, "--checkpoint", help="Generator checkpoint (default: the bundled one)."
     ),
     device: str = typer.Option("cpu", "--device", help="Torch device for the generator: cpu or cuda."),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="Generator arithmetic on the CPU: auto (bf16 where the CPU has native bf16, else fp32), fp32 or bf16.",
+    ),
     threshold: float = typer.Option(0.5, "--threshold", help="Detector score threshold (lower covers more)."),
     detect_size: int = typer.Option(640, "--detect-size", help="Detect on a copy downscaled to this longer side."),
     detect_every: int = typer.Option(
@@ -217,6 +222,7 @@ def anonymize(
                     z_mode=z_mode.value,
                     checkpoint=str(checkpoint) if checkpoint else None,
                     device=device,
+                    precision=precision,
                 ),
                 encode=EncodeConfig(codec=codec, crf=crf, preset=preset, keep_metadata=keep_metadata),
                 strict=strict,

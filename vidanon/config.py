@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 COVER_MODES = ("blur", "pixelate", "solid", "gan")
 MASK_SHAPES = ("ellipse", "box")
 Z_MODES = ("per-track", "per-frame")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -97,6 +98,9 @@ class CoverConfig:
             against the track's previous one (1 = no blending, the default: at 0.5
             flicker fell only from 1.16x to 1.12x of the original on the sample,
             see benchmarks/RESULTS.md).
+        precision: generator arithmetic on the CPU: "auto" (bfloat16 where the
+            CPU computes it natively, AVX512-BF16 or AMX; float32 elsewhere),
+            "fp32" or "bf16". CUDA always uses float16 autocast.
     """
 
     mode: str = "blur"
@@ -109,6 +113,7 @@ class CoverConfig:
     device: str = "cpu"
     min_gan_size: int = 12
     temporal_blend: float = 1.0
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         _check(self.mode in COVER_MODES, f"mode must be one of {', '.join(COVER_MODES)}, got {self.mode!r}")
@@ -120,6 +125,9 @@ class CoverConfig:
         _check(self.z_mode in Z_MODES, f"z_mode must be one of {', '.join(Z_MODES)}, got {self.z_mode!r}")
         _check(self.min_gan_size >= 1, f"min_gan_size must be at least 1, got {self.min_gan_size}")
         _check(0.0 < self.temporal_blend <= 1.0, f"temporal_blend must be in (0, 1], got {self.temporal_blend}")
+        _check(
+            self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+        )
 
 
 @dataclass(frozen=True)

@@ -141,9 +141,23 @@ def ellipse_params(xyxy: np.ndarray, mask_scale: float) -> tuple[np.ndarray, np.
     return c.astype(np.float64), (half * ELLIPSE_FACTOR).astype(np.float64)
 
 
-def _inside_ellipse(pts: np.ndarray, c: np.ndarray, axes: np.ndarray) -> np.ndarray:
-    d = (pts - c) / np.maximum(axes, 1e-6)
-    return (d**2).sum(-1) <= 1.0
+def _inside_ellipse(px: np.ndarray, py: np.ndarray, c: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    ax = max(float(axes[0]), 1e-6)
+    ay = max(float(axes[1]), 1e-6)
+    return ((px - c[0]) / ax) ** 2 + ((py - c[1]) / ay) ** 2 <= 1.0
+
+
+def _affine_grid(m: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pixel grid (ys x xs) mapped by the affine m, as two (len(ys), len(xs)) arrays.
+
+    Built from outer sums of the row and column terms, which costs a fraction
+    of mapping every (x, y) pair through a matrix product.
+    """
+    xs = np.asarray(xs, np.float64)[None, :]
+    ys = np.asarray(ys, np.float64)[:, None]
+    gx = m[0, 0] * xs + (m[0, 1] * ys + m[0, 2])
+    gy = m[1, 0] * xs + (m[1, 1] * ys + m[1, 2])
+    return gx, gy
 
 
 def crop_mask(m: np.ndarray, xyxy: np.ndarray, mask_scale: float, resolution: int) -> np.ndarray:
@@ -156,17 +170,20 @@ def crop_mask(m: np.ndarray, xyxy: np.ndarray, mask_scale: float, resolution: in
     s = _scale_of(m)
     c, axes = ellipse_params(xyxy, mask_scale)
     axes = axes + max(MARGIN / s, MARGIN)
-    yy, xx = np.mgrid[0:resolution, 0:resolution].astype(np.float64)
-    pts = apply_transform(invert(m), np.stack([xx, yy], -1))
-    return _inside_ellipse(pts, c, axes).astype(np.float32)
+    r = np.arange(resolution)
+    px, py = _affine_grid(invert(m), r, r)
+    return _inside_ellipse(px, py, c, axes).astype(np.float32)
 
 
 def heatmaps(points_crop: np.ndarray, resolution: int) -> np.ndarray:
     """Gaussian heatmaps of the 5 landmarks in crop pixels, float32 (5, res, res)."""
     sigma = resolution / 32.0
-    yy, xx = np.mgrid[0:resolution, 0:resolution].astype(np.float32)
-    d2 = (xx[None] - points_crop[:, 0, None, None]) ** 2 + (yy[None] - points_crop[:, 1, None, None]) ** 2
-    return np.exp(-d2 / (2 * sigma**2)).astype(np.float32)
+    r = np.arange(resolution, dtype=np.float32)
+    pts = np.asarray(points_crop, np.float32)
+    # a 2-D Gaussian is the outer product of two 1-D ones
+    gx = np.exp(-((r[None, :] - pts[:, 0, None]) ** 2) / (2 * sigma**2))
+    gy = np.exp(-((r[None, :] - pts[:, 1, None]) ** 2) / (2 * sigma**2))
+    return (gy[:, :, None] * gx[:, None, :]).astype(np.float32)
 
 
 @dataclass
@@ -267,11 +284,10 @@ def paste_geometry(
     s = _scale_of(m)
     c, axes = ellipse_params(xyxy, mask_scale)
     axes = axes + max(MARGIN / s, MARGIN)
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-    pts = np.stack([xx, yy], -1)
-    q = apply_transform(m, pts)
-    in_crop = (q[..., 0] >= 0) & (q[..., 0] <= resolution - 1) & (q[..., 1] >= 0) & (q[..., 1] <= resolution - 1)
-    return in_crop & _inside_ellipse(pts, c, axes)
+    xs, ys = np.arange(x0, x1), np.arange(y0, y1)
+    qx, qy = _affine_grid(m, xs, ys)
+    in_crop = (qx >= 0) & (qx <= resolution - 1) & (qy >= 0) & (qy <= resolution - 1)
+    return in_crop & _inside_ellipse(xs[None, :], ys[:, None], c, axes)
 
 
 def warp_back(

@@ -25,9 +25,20 @@ def region_boxes(xyxy: np.ndarray, scale: float, width: int, height: int) -> np.
     return out.astype(np.int64)
 
 
-def region_mask(shape_hw: tuple[int, int], faces: FaceDetections, cfg: CoverConfig) -> np.ndarray:
-    """uint8 mask (255 inside) of all covered regions of a frame."""
+def region_mask(
+    shape_hw: tuple[int, int], faces: FaceDetections, cfg: CoverConfig, origin: tuple[int, int] = (0, 0)
+) -> np.ndarray:
+    """uint8 mask (255 inside) of all covered regions of a frame.
+
+    With `origin` (x0, y0), the mask covers only the window of shape `shape_hw`
+    whose top-left frame pixel is the origin. Geometry is rounded in frame
+    coordinates, then shifted, so the result is exactly that window of the
+    full-frame mask as long as the window holds every region whole, or cuts it
+    only where the frame does (OpenCV rasterises a shape cut by the image
+    border slightly differently).
+    """
     h, w = shape_hw
+    ox, oy = int(origin[0]), int(origin[1])
     mask = np.zeros((h, w), np.uint8)
     c = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
     half = (faces.xyxy[:, 2:] - faces.xyxy[:, :2]) * cfg.mask_scale / 2
@@ -36,13 +47,13 @@ def region_mask(shape_hw: tuple[int, int], faces: FaceDetections, cfg: CoverConf
             # An ellipse inscribed in the scaled box would cut the box corners, where
             # cheeks and chin are; circumscribe the face box instead (x sqrt 2 of the box).
             axes = (int(np.ceil(hx * 1.15)), int(np.ceil(hy * 1.15)))
-            cv2.ellipse(mask, (int(round(cx)), int(round(cy))), axes, 0, 0, 360, 255, -1)
+            cv2.ellipse(mask, (int(round(cx)) - ox, int(round(cy)) - oy), axes, 0, 0, 360, 255, -1)
         else:
             x1, y1, x2, y2 = (
-                int(np.floor(cx - hx)),
-                int(np.floor(cy - hy)),
-                int(np.ceil(cx + hx)),
-                int(np.ceil(cy + hy)),
+                int(np.floor(cx - hx)) - ox,
+                int(np.floor(cy - hy)) - oy,
+                int(np.ceil(cx + hx)) - ox,
+                int(np.ceil(cy + hy)) - oy,
             )
             cv2.rectangle(mask, (x1, y1), (x2, y2), 255, -1)
     return mask
