@@ -1,6 +1,7 @@
 """Throughput: vidanon against the PyAV decode+encode floor of the same clip, in one run.
 
-    .venv/bin/python benchmarks/speed.py [--frames 360] [--sizes 720,1080] [--gan] [--cuda] [--write]
+    .venv/bin/python benchmarks/speed.py [--frames 360] [--sizes 720,1080] [--gan] [--cuda]
+        [--precision auto|fp32|bf16] [--write]
 
 For each clip (the bundled sample, and generated 720p/1080p clips with 3 to 5 faces
 and audio) it times, each in a fresh subprocess so that peak memory is its own:
@@ -61,8 +62,8 @@ VIDANON = r"""
 import sys, time, json, resource
 from vidanon.config import CoverConfig, PipelineConfig
 from vidanon.pipeline import anonymize_video
-mode, device = sys.argv[3], sys.argv[4]
-cfg = PipelineConfig(cover=CoverConfig(mode=mode, device=device))
+mode, device, precision = sys.argv[3], sys.argv[4], sys.argv[5]
+cfg = PipelineConfig(cover=CoverConfig(mode=mode, device=device, precision=precision))
 t0 = time.perf_counter()
 s = anonymize_video(sys.argv[1], sys.argv[2], cfg, overwrite=True)
 print(s.frames_written, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -111,6 +112,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="720,1080")
     ap.add_argument("--gan", action="store_true", help="also time gan mode")
     ap.add_argument("--cuda", action="store_true", help="also time gan mode with the generator on CUDA")
+    ap.add_argument("--precision", default="auto", help="gan mode on the CPU: auto, fp32 or bf16")
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",") if s]
@@ -123,7 +125,7 @@ def main() -> None:
             rows.append((clip.name, "floor (PyAV decode + x264 veryfast)", floor, 1.0, frss, ""))
             runs = [("blur", "cpu")] + ([("gan", "cpu")] if a.gan else []) + ([("gan", "cuda")] if a.cuda else [])
             for mode, device in runs:
-                n, secs, rss, stages = run(VIDANON, str(clip), str(tmp / f"{mode}.mp4"), mode, device)
+                n, secs, rss, stages = run(VIDANON, str(clip), str(tmp / f"{mode}.mp4"), mode, device, a.precision)
                 fps = n / secs
                 st = " ".join(f"{k} {v / n * 1000:.1f}" for k, v in stages.items())
                 what = f"vidanon {mode}" + (" --device cuda" if device == "cuda" else "")
@@ -137,8 +139,10 @@ def main() -> None:
 
         gpu = f"GPU {torch.cuda.get_device_name(0)}"
     flags = (" --gan" if a.gan else "") + (" --cuda" if a.cuda else "")
+    flags += f" --precision {a.precision}" if a.precision != "auto" else ""
     head = (
-        f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, {gpu}. "
+        f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, {gpu}; "
+        f"generator arithmetic on the CPU: {cpu_precision(a.precision)}. "
         f"Command: `.venv/bin/python benchmarks/speed.py{flags}`, {a.frames} frames per "
         "generated clip.\n\n| clip | what | frames/s | x floor | peak RSS MiB | ms/frame per stage |\n"
         "| --- | --- | --- | --- | --- | --- |\n"
@@ -147,6 +151,15 @@ def main() -> None:
     print(table)
     if a.write:
         write_section("Throughput", table)
+
+
+def cpu_precision(asked: str) -> str:
+    """What `--precision asked` means on this CPU."""
+    from vidanon.anonymize.gan import native_bf16
+
+    if asked == "auto":
+        return "bfloat16 (native on this CPU)" if native_bf16() else "float32 (no native bfloat16 on this CPU)"
+    return {"fp32": "float32", "bf16": "bfloat16"}[asked]
 
 
 def write_section(title: str, body: str) -> None:
