@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
+
+from vidanon.synth import write_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO_DIRS = [ROOT / "samples" / "photos", Path("/tmp/npmx/package/demo")]
@@ -42,29 +42,14 @@ def load_rgb(path: Path, width: int | None = None) -> np.ndarray:
 def write_video(
     path: Path, frames, fps: int = 12, crf: int = 12, rotation: int = 0, pts: list[int] | None = None
 ) -> Path:
-    """Encodes upright RGB frames as H.264 (yuv420p) in mp4.
+    """Encodes upright RGB frames as H.264 (yuv420p) in mp4 with an AAC sine track.
 
     With `rotation`, frames are stored turned back and the display rotation is
     set, so that players (and the bench) show them upright. `pts` are in 1/fps.
     """
-    k = (rotation // 90) % 4
-    frames = [np.ascontiguousarray(np.rot90(f, -k)) for f in frames]
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "ultrafast"}
-        if rotation:
-            stream.set_display_rotation(rotation)
-        for k, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame.pts = k if pts is None else pts[k]
-            frame.time_base = Fraction(1, fps)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
+    return write_frames(
+        path, list(frames), fps=fps, crf=crf, preset="ultrafast", rotation=rotation, pts=pts, audio=True
+    )
 
 
 def pan_frames(photo: np.ndarray, n: int, size=(320, 240), start=(0, 0), step=(3, 1)) -> list[np.ndarray]:

@@ -109,40 +109,71 @@ def write_video(
         for p in vs.encode(None):
             c.mux(p)
         if audio:
-            sr = 48000
-            secs = float(total / fps)
-            samples = int(sr * secs)
-            tt = np.arange(samples) / sr
-            wave = (0.2 * np.sin(2 * np.pi * 440 * tt)).astype(np.float32)
-            step = 1024
-            for s0 in range(0, samples, step):
-                chunk = wave[s0 : s0 + step]
-                af = av.AudioFrame.from_ndarray(
-                    np.stack([chunk, chunk], axis=1).reshape(1, -1), format="flt", layout="stereo"
-                )
-                af.sample_rate = sr
-                af.pts = s0
-                af.time_base = Fraction(1, sr)
-                for p in a.encode(af):
-                    c.mux(p)
-            for p in a.encode(None):
-                c.mux(p)
+            _write_sine(c, a, float(total / fps))
     return path
 
 
-def write_frames(path: str | Path, frames: list[np.ndarray], fps: int = 25) -> Path:
-    """Writes RGB frames as they are (no pan, no audio)."""
+def _write_sine(c: av.container.OutputContainer, a: av.audio.stream.AudioStream, seconds: float) -> None:
+    """Encodes `seconds` of a 440 Hz stereo sine into audio stream `a` of container `c`."""
+    sr = a.codec_context.sample_rate
+    samples = int(sr * seconds)
+    wave = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / sr)).astype(np.float32)
+    step = 1024
+    for s0 in range(0, samples, step):
+        chunk = wave[s0 : s0 + step]
+        af = av.AudioFrame.from_ndarray(np.stack([chunk, chunk], axis=1).reshape(1, -1), format="flt", layout="stereo")
+        af.sample_rate = sr
+        af.pts = s0
+        af.time_base = Fraction(1, sr)
+        for p in a.encode(af):
+            c.mux(p)
+    for p in a.encode(None):
+        c.mux(p)
+
+
+def write_frames(
+    path: str | Path,
+    frames: list[np.ndarray],
+    fps: int = 25,
+    crf: int = 16,
+    preset: str = "veryfast",
+    rotation: int = 0,
+    pts: list[int] | None = None,
+    audio: bool = False,
+) -> Path:
+    """Writes upright RGB frames as they are (no pan) as H.264 yuv420p.
+
+    Args:
+        rotation: display rotation to store; frames are stored turned back so
+            that they display upright.
+        pts: timestamps in 1/fps (default 0, 1, 2, ...).
+        audio: add a 440 Hz AAC sine as long as the video.
+    """
     path = Path(path)
+    k = (rotation // 90) % 4
+    tb = Fraction(1, fps)
     with av.open(str(path), "w") as c:
         vs = c.add_stream("libx264", rate=fps)
-        vs.height, vs.width = frames[0].shape[:2]
+        vs.height, vs.width = np.rot90(frames[0], -k).shape[:2]
         vs.pix_fmt = "yuv420p"
-        vs.codec_context.options = {"crf": "16", "preset": "veryfast"}
+        vs.time_base = tb
+        vs.codec_context.time_base = tb
+        vs.codec_context.options = {"crf": str(crf), "preset": preset}
+        if rotation:
+            vs.set_display_rotation(rotation)
+        a = None
+        if audio:
+            a = c.add_stream("aac", rate=48000)
+            a.layout = "stereo"
         for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-            vf.pts = i
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(f, -k)), format="rgb24")
+            vf.pts = i if pts is None else pts[i]
+            vf.time_base = tb
             for p in vs.encode(vf):
                 c.mux(p)
         for p in vs.encode(None):
             c.mux(p)
+        if a is not None:
+            last = len(frames) if pts is None else max(pts) + 1
+            _write_sine(c, a, last / fps)
     return path
