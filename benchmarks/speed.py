@@ -9,7 +9,9 @@ and audio) it times, each in a fresh subprocess so that peak memory is its own:
 - floor: PyAV decode + libx264 veryfast encode (same settings as vidanon), audio copied;
 - vidanon blur (default settings) and, with --gan, vidanon gan on the CPU, and
   with --cuda also vidanon gan with the generator on the GPU (`--device cuda`);
-- deface on the same clip, when the `deface` command is installed.
+- deface on the same clip, when the `deface` command is installed (`--deface PATH`
+  for one in its own venv: `python3 -m venv /tmp/dfv && /tmp/dfv/bin/pip install deface`;
+  it needs the non-headless opencv-python, which conflicts with ours).
 
 It prints frames/s, the ratio to the floor, peak RSS and vidanon's time per stage,
 and with --write replaces the "Throughput" section of benchmarks/RESULTS.md.
@@ -95,13 +97,14 @@ def run(code: str, *args: str) -> tuple[int, float, float, dict]:
     return int(n), float(secs), int(rss) / 1024, stages
 
 
-def run_deface(src: Path, dst: Path) -> tuple[float, float] | None:
-    exe = shutil.which("deface")
+def run_deface(exe: str | None, src: Path, dst: Path) -> tuple[float, float] | None:
+    """deface's default run on src: (seconds, peak RSS MiB), or None when deface is missing or fails."""
     if exe is None:
         return None
     t0 = time.perf_counter()
     r = subprocess.run(["/usr/bin/time", "-f", "%M", exe, str(src), "-o", str(dst)], capture_output=True, text=True)
     if r.returncode != 0:
+        print(f"deface failed on {src.name}: {r.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return None
     return time.perf_counter() - t0, int(r.stderr.strip().splitlines()[-1]) / 1024
 
@@ -113,6 +116,11 @@ def main() -> None:
     ap.add_argument("--gan", action="store_true", help="also time gan mode")
     ap.add_argument("--cuda", action="store_true", help="also time gan mode with the generator on CUDA")
     ap.add_argument("--precision", default="auto", help="gan mode on the CPU: auto, fp32 or bf16")
+    ap.add_argument(
+        "--deface",
+        default=shutil.which("deface"),
+        help="deface executable (default: from PATH); it needs opencv-python, so it lives in its own venv",
+    )
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",") if s]
@@ -130,7 +138,7 @@ def main() -> None:
                 st = " ".join(f"{k} {v / n * 1000:.1f}" for k, v in stages.items())
                 what = f"vidanon {mode}" + (" --device cuda" if device == "cuda" else "")
                 rows.append((clip.name, what, fps, fps / floor, rss, st))
-            d = run_deface(clip, tmp / "deface.mp4")
+            d = run_deface(a.deface, clip, tmp / "deface.mp4")
             if d is not None:
                 rows.append((clip.name, "deface (default)", n / d[0], n / d[0] / floor, d[1], ""))
     gpu = "no GPU"
@@ -140,6 +148,7 @@ def main() -> None:
         gpu = f"GPU {torch.cuda.get_device_name(0)}"
     flags = (" --gan" if a.gan else "") + (" --cuda" if a.cuda else "")
     flags += f" --precision {a.precision}" if a.precision != "auto" else ""
+    flags += f" --deface {a.deface}" if a.deface and a.deface != shutil.which("deface") else ""
     head = (
         f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, {gpu}; "
         f"generator arithmetic on the CPU: {cpu_precision(a.precision)}. "
