@@ -38,6 +38,10 @@ def _cfg(out: Path, **kw) -> TrainConfig:
         ({"steps": 0, "minutes": 0}, ValueError),
         ({"batch_size": 1}, ValueError),
         ({"ema_decay": 1.0}, ValueError),
+        ({"r1_every": 0}, ValueError),
+        ({"r1_gamma": -1.0}, ValueError),
+        ({"data_producers": 0}, ValueError),
+        ({"max_reuse": 0}, ValueError),
     ],
 )
 def test_train_config_validation(tmp_path, kw, error):

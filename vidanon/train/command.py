@@ -61,6 +61,14 @@ def train_cmd(
     adv_weight: Annotated[
         float, typer.Option("--adv-weight", help="Weight of the adversarial loss (reconstruction has weight 1).")
     ] = 0.1,
+    r1_gamma: Annotated[
+        float,
+        typer.Option(
+            "--r1-gamma",
+            help="R1 penalty on the discriminator (0: off). At 0.1 it kept the discriminator at chance here.",
+        ),
+    ] = 0.1,
+    r1_every: Annotated[int, typer.Option("--r1-every", help="Apply R1 every Nth step (lazy), scaled by N.")] = 16,
     div_weight: Annotated[
         float, typer.Option("--div-weight", help="Weight of the diversity hinge between two z on the same crop.")
     ] = 0.2,
@@ -152,6 +160,8 @@ def train_cmd(
             max_reuse=max_reuse,
             w_adv=adv_weight,
             w_div=div_weight,
+            r1_gamma=r1_gamma,
+            r1_every=r1_every,
             div_margin=div_margin,
             div_centred=div_centred,
             reset_discriminator=reset_discriminator,

@@ -111,6 +111,8 @@ class TrainConfig:
             raise ValueError("give a step limit or a time limit (steps or minutes)")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
+        if self.r1_gamma < 0 or self.r1_every < 1:
+            raise ValueError(f"r1_gamma must be >= 0 and r1_every >= 1, got {self.r1_gamma}, {self.r1_every}")
         if self.max_reuse < 1:
             raise ValueError(f"max_reuse must be >= 1, got {self.max_reuse}")
         if self.data_producers < 1:
