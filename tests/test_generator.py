@@ -317,6 +317,23 @@ def test_face_cut_by_the_frame_edge_is_still_fully_covered(tiny_ckpt, photo_face
     assert changed[region].mean() > 0.97
 
 
+def test_faces_off_the_frame(tiny_ckpt, photo_faces):
+    img, faces = photo_faces
+    h, w = img.shape[:2]
+    box = faces.xyxy[0]
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    lm = faces.landmarks[0] - box[:2]
+    cov = _coverer(tiny_ckpt, fallback="solid")
+    for x, y in ((w + 5, 10), (w + 3 * bw, 10), (-3 * bw, 10), (10, h + 3 * bh), (w - bw / 3, h - bh / 3)):
+        f = FaceDetections(np.array([[x, y, x + bw, y + bh]], np.float32), landmarks=(lm + [x, y])[None], track_id=[3])
+        out = cov.cover(img, f, 0)
+        region = region_mask(img.shape[:2], f, cov.cfg) > 0
+        changed = np.abs(out.astype(int) - img.astype(int)).sum(-1) > 0
+        assert region.sum() == 0 or changed[region].mean() > 0.97
+        near = cv2.dilate(region_mask(img.shape[:2], f, CoverConfig(mask_scale=2.0)), np.ones((9, 9), np.uint8)) > 0
+        assert not (changed & ~near).any(), "pixels far from the face changed"
+
+
 def test_untracked_faces_are_deterministic(tiny_ckpt, photo_faces):
     img, faces = photo_faces
     f = FaceDetections(faces.xyxy, faces.score, faces.landmarks, np.full(len(faces), -1), faces.state)

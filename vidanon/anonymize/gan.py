@@ -38,8 +38,8 @@ def _window(
     x0, y0, x1, y1 = int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])
     for rx0, ry0, rx1, ry1 in rects:
         x0, y0, x1, y1 = min(x0, rx0), min(y0, ry0), max(x1, rx1), max(y1, ry1)
-    x0, y0 = max(0, x0), max(0, y0)
-    return x0, y0, min(width, max(x1, x0 + 1)), min(height, max(y1, y0 + 1))
+    x0, y0 = min(max(0, x0), width - 1), min(max(0, y0), height - 1)  # faces may lie partly or wholly off-frame
+    return x0, y0, max(min(width, x1), x0 + 1), max(min(height, y1), y0 + 1)
 
 
 def native_bf16() -> bool:
