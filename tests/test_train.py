@@ -64,6 +64,16 @@ def test_losses():
     assert float(diversity(a, -a, m, 0.25, centred=True)) < 0.25
     d = Discriminator(64, 8)
     assert d(torch.zeros(2, 3, 64, 64), torch.zeros(2, 1, 64, 64), torch.zeros(2, 5, 64, 64)).shape == (2, 1, 8, 8)
+    # pooled 2x, the discriminator cannot see a pixel checkerboard (DCGAN texture), only structure
+    d2 = Discriminator(64, 8, downsample=2)
+    x, m, h = torch.rand(2, 3, 64, 64), torch.ones(2, 1, 64, 64), torch.rand(2, 5, 64, 64)
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    checker = ((yy + xx) % 2 * 2 - 1).float() * 0.1
+    assert d2(x, m, h).shape == (2, 1, 8, 8)
+    assert torch.allclose(d2(x + checker, m, h), d2(x, m, h), atol=1e-5)
+    assert not torch.allclose(d(x + checker, m, h), d(x, m, h), atol=1e-5)
+    with pytest.raises(ValueError):
+        Discriminator(64, 8, downsample=3)
 
 
 @needs_teacher
@@ -104,6 +114,12 @@ def test_tiny_training_run_resumes(tmp_path):
         train(_cfg(tmp_path / "y.pt", steps=4, resume=str(out), d_channels=16))
     summary = train(_cfg(tmp_path / "y.pt", steps=4, resume=str(out), d_spectral_norm=True, reset_discriminator=True))
     assert summary["step"] == 4
+    # a discriminator on 2x-pooled inputs: stored with the checkpoint, checked on resume like its size
+    summary = train(_cfg(tmp_path / "z.pt", steps=4, resume=str(out), d_downsample=2, reset_discriminator=True))
+    assert summary["step"] == 4 and read_checkpoint(tmp_path / "z.pt")["train"]["d_downsample"] == 2
+    with pytest.raises(ModelLoadError):
+        train(_cfg(tmp_path / "w.pt", steps=5, resume=str(tmp_path / "z.pt")))
+    assert train(_cfg(tmp_path / "w.pt", steps=5, resume=str(tmp_path / "z.pt"), d_downsample=2))["step"] == 5
 
 
 @needs_teacher

@@ -69,6 +69,13 @@ def train_cmd(
         ),
     ] = 0.1,
     r1_every: Annotated[int, typer.Option("--r1-every", help="Apply R1 every Nth step (lazy), scaled by N.")] = 16,
+    d_downsample: Annotated[
+        int,
+        typer.Option(
+            "--d-downsample",
+            help="The discriminator judges inputs average-pooled by this factor (2: structure, not the teacher's texture).",
+        ),
+    ] = 1,
     div_weight: Annotated[
         float, typer.Option("--div-weight", help="Weight of the diversity hinge between two z on the same crop.")
     ] = 0.2,
@@ -162,6 +169,7 @@ def train_cmd(
             w_div=div_weight,
             r1_gamma=r1_gamma,
             r1_every=r1_every,
+            d_downsample=d_downsample,
             div_margin=div_margin,
             div_centred=div_centred,
             reset_discriminator=reset_discriminator,

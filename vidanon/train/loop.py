@@ -60,6 +60,7 @@ class TrainConfig:
         ema_decay: EMA of generator weights used for inference.
         d_channels: discriminator base channels.
         d_spectral_norm: spectral normalisation in the discriminator.
+        d_downsample: the discriminator judges inputs average-pooled by this factor.
         reset_discriminator: when resuming, start a new discriminator (and its
             optimizer) instead of loading the stored one, e.g. to change its kind.
         data_workers: threads that detect faces and make crops ahead of the
@@ -95,6 +96,7 @@ class TrainConfig:
     ema_decay: float = 0.998
     d_channels: int = 32
     d_spectral_norm: bool = False
+    d_downsample: int = 1
     reset_discriminator: bool = False
     data_workers: int = 0
     data_producers: int = 1
@@ -164,7 +166,9 @@ class Trainer:
             gcfg = ckpt_g
         self.gcfg = gcfg or GeneratorConfig()
         self.G = Generator(self.gcfg).to(self.device)
-        self.D = Discriminator(self.gcfg.resolution, cfg.d_channels, spectral=cfg.d_spectral_norm).to(self.device)
+        self.D = Discriminator(
+            self.gcfg.resolution, cfg.d_channels, spectral=cfg.d_spectral_norm, downsample=cfg.d_downsample
+        ).to(self.device)
         if self.device.type == "cuda":
             self.G = self.G.to(memory_format=torch.channels_last)
             self.D = self.D.to(memory_format=torch.channels_last)
@@ -206,13 +210,16 @@ class Trainer:
             self.G.load_state_dict(train["g"], strict=True)
             self.ema.load_state_dict(build_generator(self.gcfg, blob["generator"], path).state_dict())
             self.opt_g.load_state_dict(unpack_optimizer(train["opt_g"]))
-            stored = (train["d_channels"], bool(train.get("d_spectral_norm", True)))
+            stored = (train["d_channels"], bool(train.get("d_spectral_norm", True)), int(train.get("d_downsample", 1)))
             if self.cfg.reset_discriminator:
-                log.info("resume: new discriminator (stored one: channels %d, spectral norm %s)", *stored)
-            elif stored != (self.cfg.d_channels, self.cfg.d_spectral_norm):
+                log.info(
+                    "resume: new discriminator (stored one: channels %d, spectral norm %s, downsample %d)", *stored
+                )
+            elif stored != (self.cfg.d_channels, self.cfg.d_spectral_norm, self.cfg.d_downsample):
                 raise ModelLoadError(
-                    f"{path}: stored discriminator (channels, spectral norm) = {stored}, run asks "
-                    f"{(self.cfg.d_channels, self.cfg.d_spectral_norm)}; pass reset_discriminator to start a new one"
+                    f"{path}: stored discriminator (channels, spectral norm, downsample) = {stored}, run asks "
+                    f"{(self.cfg.d_channels, self.cfg.d_spectral_norm, self.cfg.d_downsample)}; "
+                    "pass reset_discriminator to start a new one"
                 )
             else:
                 self.D.load_state_dict(train["d"], strict=True)
@@ -238,6 +245,7 @@ class Trainer:
             "hyper": self.cfg.hyper(),
             "d_channels": self.cfg.d_channels,
             "d_spectral_norm": self.cfg.d_spectral_norm,
+            "d_downsample": self.cfg.d_downsample,
             "g": {k: v.detach().cpu() for k, v in self.G.state_dict().items()},
             "d": {k: v.detach().cpu() for k, v in self.D.state_dict().items()},
             "opt_g": pack_optimizer(self.opt_g.state_dict()),

@@ -37,15 +37,27 @@ class Discriminator(nn.Module):
             these small masked crops an SN discriminator stayed at chance for
             1000 CPU steps (see vidanon/weights/README.md); the default is a
             variance-preserving init with the R1 penalty instead.
+        downsample: judge the inputs average-pooled by this factor (1: as
+            they are). The synthetic teacher's faces carry DCGAN texture; a
+            discriminator that sees full resolution learns that texture and
+            teaches the generator high-frequency noise (vidanon/weights/README.md).
     """
 
     def __init__(
-        self, resolution: int, base_channels: int = 32, max_channels: int = 128, spectral: bool = False
+        self,
+        resolution: int,
+        base_channels: int = 32,
+        max_channels: int = 128,
+        spectral: bool = False,
+        downsample: int = 1,
     ) -> None:
         super().__init__()
+        if downsample < 1 or resolution % downsample:
+            raise ValueError(f"downsample must be >= 1 and divide the resolution {resolution}, got {downsample}")
         self.resolution = resolution
+        self.downsample = downsample
         levels = 0
-        r = resolution
+        r = resolution // downsample
         while r > 8:
             r //= 2
             levels += 1
@@ -66,8 +78,11 @@ class Discriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
-        """Patch logits (b, 1, 8, 8)."""
-        return self.net(torch.cat([image, mask, heat], dim=1))
+        """Patch logits (b, 1, 8, 8), or smaller with downsample."""
+        x = torch.cat([image, mask, heat], dim=1)
+        if self.downsample > 1:
+            x = F.avg_pool2d(x, self.downsample)
+        return self.net(x)
 
 
 def d_hinge(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
