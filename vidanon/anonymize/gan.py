@@ -148,20 +148,20 @@ class GanCoverer:
                 # per-pixel alpha blend in OpenCV (exact where alpha is 0 or 1)
                 out[y0:y1, x0:x1] = cv2.blendLinear(rgb, out[y0:y1, x0:x1], alpha, 1 - alpha)
                 pastes.append((rect, hard, rgb))
-            # A feathered edge of one face must never bring back original pixels
-            # inside another face's replaced region: re-assert every hard region.
-            for (x0, y0, x1, y1), hard, rgb in pastes:
-                out[y0:y1, x0:x1][hard] = rgb[hard]
-            # Whatever of the filter region no hard paste covered gets the fallback filter.
-            # Checked inside the window that holds every region and paste, not the whole frame.
+            # Whatever of the filter region no hard paste covers gets the fallback filter,
+            # checked inside the window that holds every region and paste, not the whole frame.
             wx0, wy0, wx1, wy1 = _window(gfaces, self.cfg.mask_scale, [p[0] for p in pastes], w, h)
             ww, wh = wx1 - wx0, wy1 - wy0
             covered = np.zeros((wh, ww), bool)
-            for (x0, y0, x1, y1), hard, _ in pastes:
+            for (x0, y0, x1, y1), hard, rgb in pastes:
+                # A feathered edge of one face must never bring back original pixels
+                # inside another face's replaced region: re-assert every hard region.
+                out[y0:y1, x0:x1][hard] = rgb[hard]
                 covered[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] |= hard
-            ellipse = replace(self.cfg, shape="ellipse")
             o = (wx0, wy0)
-            region = (region_mask((wh, ww), gfaces, ellipse, o) > 0) | (region_mask((wh, ww), gfaces, self.cfg, o) > 0)
+            region = region_mask((wh, ww), gfaces, replace(self.cfg, shape="ellipse"), o) > 0
+            if self.cfg.shape != "ellipse":  # the configured shape too (a box reaches the corners)
+                region |= region_mask((wh, ww), gfaces, self.cfg, o) > 0
             leftover = region & ~covered
             if leftover.any():
                 # a box circumscribing the ellipse: the filter reaches every leftover pixel

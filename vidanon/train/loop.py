@@ -177,6 +177,8 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(0.5, 0.99))
         self.step = 0
         self.reused = 0  # steps of this chunk that reused a batch
+        self._last = None  # the batch on the device, and how many steps it has served
+        self._uses = 0
         self.elapsed_s = 0.0
         self.zgen = torch.Generator(device="cpu")
         self.zgen.manual_seed(cfg.seed * 7919 + 1)
@@ -272,13 +274,12 @@ class Trainer:
 
     def _next_batch(self):
         """A fresh batch, or the last one again while none is ready (up to max_reuse uses)."""
-        last = getattr(self, "_last", None)
-        if last is not None and self._uses < self.cfg.max_reuse:
+        if self._last is not None and self._uses < self.cfg.max_reuse:
             fresh = self.batches.next(block=False)
             if fresh is None:
                 self._uses += 1
                 self.reused += 1
-                return last
+                return self._last
         else:
             fresh = self.batches.next()
         self._last = fresh.to(self.device)
