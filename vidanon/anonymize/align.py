@@ -19,12 +19,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vidanon.anonymize.filters import ELLIPSE_FACTOR  # the filters' circumscription, shared
+
 # Canonical landmarks relative to the face box (x by box width, y by box
 # height), YuNet order: right eye, left eye, nose, right and left mouth corner.
 # Symmetrised means of YuNet on real photos and on the DCGAN teacher's faces.
 TEMPLATE_IN_BOX = np.array([[0.29, 0.395], [0.71, 0.395], [0.50, 0.60], [0.31, 0.755], [0.69, 0.755]], np.float64)
 BOX_ASPECT = 1.32  # YuNet box height / width, measured on the same faces
-ELLIPSE_FACTOR = 1.15  # same circumscription as vidanon.anonymize.filters.region_mask
 # Filters are horizontally mirrored with the landmarks swapped in this order.
 FLIP_ORDER = [1, 0, 2, 4, 3]
 MARGIN = 2.5  # pixels by which the generated region exceeds the filter ellipse

@@ -14,6 +14,10 @@ import numpy as np
 from vidanon.config import CoverConfig
 from vidanon.types import FaceDetections
 
+# An ellipse inscribed in the scaled box would cut the box corners, where cheeks
+# and chin are; the ellipse circumscribes it instead (its axes are the box's x this).
+ELLIPSE_FACTOR = 1.15
+
 
 def region_boxes(xyxy: np.ndarray, scale: float, width: int, height: int) -> np.ndarray:
     """Face boxes scaled about their centres by `scale`, as int (n, 4), clipped to the frame."""
@@ -44,9 +48,7 @@ def region_mask(
     half = (faces.xyxy[:, 2:] - faces.xyxy[:, :2]) * cfg.mask_scale / 2
     for (cx, cy), (hx, hy) in zip(c, half):
         if cfg.shape == "ellipse":
-            # An ellipse inscribed in the scaled box would cut the box corners, where
-            # cheeks and chin are; circumscribe the face box instead (x sqrt 2 of the box).
-            axes = (int(np.ceil(hx * 1.15)), int(np.ceil(hy * 1.15)))
+            axes = (int(np.ceil(hx * ELLIPSE_FACTOR)), int(np.ceil(hy * ELLIPSE_FACTOR)))
             cv2.ellipse(mask, (int(round(cx)) - ox, int(round(cy)) - oy), axes, 0, 0, 360, 255, -1)
         else:
             x1, y1, x2, y2 = (
