@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from importlib.util import find_spec
 from pathlib import Path
 
 import cv2
@@ -15,7 +16,7 @@ from vidanon.anonymize.checkpoint import BUNDLED, load_generator, read_checkpoin
 from vidanon.anonymize.filters import apply_filter, region_mask
 from vidanon.anonymize.generator import Generator, GeneratorConfig
 from vidanon.anonymize.latents import latent, latents_for_faces
-from vidanon.config import CoverConfig
+from vidanon.config import CoverConfig, DetectConfig
 from vidanon.errors import ModelLoadError
 from vidanon.types import FaceDetections
 
@@ -443,3 +444,81 @@ def test_gan_precision(tiny_ckpt, photo_faces):
     assert diff.max() > 0 and diff.mean() < 1.0 and np.percentile(diff[diff > 0], 99) <= 24
     with pytest.raises(ValueError):
         CoverConfig(mode="gan", precision="fp8")
+
+
+# --- donor generators ----------------------------------------------------------
+
+DONOR = replace(TINY, donor=True)
+needs_teacher = pytest.mark.skipif(
+    find_spec("gan_face_generate") is None,
+    reason="gan-face-generate is not installed (pip install --no-deps gan-face-generate)",
+)
+
+
+def test_donor_generator_takes_and_uses_the_donor():
+    image, mask, heat, z = _inputs(DONOR)
+    donor = torch.rand(image.shape, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    net = _net(DONOR)
+    out = net(image, mask, heat, z, donor)
+    keep = mask.expand_as(image) == 0
+    assert torch.equal(out[keep], image[keep])
+    assert (out - net(image, mask, heat, z, -donor)).abs().mean() > 1e-3
+    # only the donor under the mask counts
+    assert torch.allclose(out, net(image, mask, heat, z, donor + (1 - mask) * 0.5))
+    with pytest.raises(ValueError):
+        net(image, mask, heat, z)
+    with pytest.raises(ValueError):
+        _net()(image, mask, heat, z, donor)
+
+
+def test_widened_generator_starts_where_the_old_one_was():
+    from vidanon.anonymize.generator import widen_for_donor
+
+    old = _net()
+    new = Generator(DONOR).eval()
+    new.load_state_dict(widen_for_donor(old.state_dict()))
+    image, mask, heat, z = _inputs(TINY)
+    donor = torch.rand(image.shape) * 2 - 1
+    assert torch.allclose(new(image, mask, heat, z, donor), old(image, mask, heat, z), atol=1e-6)
+    with pytest.raises(ValueError):
+        widen_for_donor(new.state_dict())
+    # configs written before the donor field load as generators without donor input
+    d = TINY.to_dict()
+    del d["donor"]
+    assert GeneratorConfig.from_dict(d) == TINY
+
+
+@needs_teacher
+def test_donor_crops_depend_on_z_alone(monkeypatch):
+    from vidanon.anonymize import donor as donor_mod
+    from vidanon.detect.yunet import YuNetDetector
+
+    bank = donor_mod.DonorFaces(64, 1.75)
+    z = torch.randn(3, 100, generator=torch.Generator().manual_seed(1))
+    a = bank.crops(torch.cat([z, z[:1]]))
+    assert a.shape == (4, 64, 64, 3) and np.array_equal(a[0], a[3])
+    assert bank.misses == 3
+    b = bank.crops(z[[2, 0]])  # from the cache, in the asked order
+    assert bank.misses == 3 and np.array_equal(b[0], a[2]) and np.array_equal(b[1], a[0])
+    assert np.abs(a[0].astype(int) - a[1].astype(int)).mean() > 10
+    # a donor crop is a face, framed like a generator crop: eyes in the upper half
+    det = YuNetDetector(DetectConfig(score_threshold=0.5))
+    for crop in a[:3]:
+        found = det.detect(cv2.resize(crop, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC))
+        assert len(found) >= 1
+        eyes = found.landmarks[int(np.argmax(found.score))][:2] / 4
+        assert (eyes[:, 1] < 32).all() and abs(eyes[:, 0].mean() - 32) < 8
+    # a draw without a face is redrawn, deterministically (the redraw depends on z only)
+    real = donor_mod.find_face
+    calls = []
+
+    def first_fails(det, image):
+        calls.append(1)
+        return None if len(calls) == 1 else real(det, image)
+
+    monkeypatch.setattr(donor_mod, "find_face", first_fails)
+    fresh = donor_mod.DonorFaces(64, 1.75)
+    redrawn = fresh.crops(z[:1])
+    calls.clear()
+    again = donor_mod.DonorFaces(64, 1.75).crops(z[:1])
+    assert np.array_equal(redrawn, again) and not np.array_equal(redrawn[0], a[0])

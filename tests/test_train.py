@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def _cfg(out: Path, **kw) -> TrainConfig:
         ({"r1_gamma": -1.0}, ValueError),
         ({"data_producers": 0}, ValueError),
         ({"max_reuse": 0}, ValueError),
+        ({"swap_prob": 1.5}, ValueError),
     ],
 )
 def test_train_config_validation(tmp_path, kw, error):
@@ -91,6 +93,45 @@ def test_teacher_faces_have_landmarks():
     assert b.valid.shape == (4, 1, 64, 64) and 0.2 < float(b.valid.mean()) < 0.95
 
 
+def _centred(v: torch.Tensor) -> torch.Tensor:
+    v = v.flatten()
+    return (v - v.mean()) / (v.std() + 1e-6)
+
+
+@needs_teacher
+def test_face_swaps_take_the_donor_face_and_z():
+    """A swapped crop keeps its own context, shows a colour-matched donor face
+    inside its mask, and carries the donor's z."""
+    from vidanon.train.data import TeacherFaces, make_batch
+
+    faces = TeacherFaces(seed=3).sample(6)
+    plain = make_batch(faces, 64, 1.75, np.random.default_rng(0))
+    swapped = make_batch(faces, 64, 1.75, np.random.default_rng(0), swap_prob=1.0)
+    # same augmentation draws, so the crops, masks and heatmaps are the same
+    assert torch.equal(plain.mask, swapped.mask) and torch.equal(plain.heat, swapped.heat)
+    outside = (plain.mask == 0).expand_as(plain.image)
+    assert torch.equal(plain.image[outside], swapped.image[outside])
+    zs = plain.z.numpy()
+    for i in range(6):
+        # every swapped crop took another face's z ...
+        j = int(np.argmin(np.abs(zs - swapped.z[i].numpy()).sum(1)))
+        assert j != i and torch.equal(swapped.z[i], plain.z[j])
+        # the donor input is that face as it is, aligned (the target holds it colour-matched)
+        assert torch.equal(swapped.donor[i], plain.image[j])
+        # ... and that face's features: the inner face correlates with the donor's
+        # (after removing tone, which follows the context) more than with its own
+        inner = (plain.mask[i, 0] > 0) & (swapped.valid[i, 0] > 0)
+        core = torch.nn.functional.avg_pool2d(plain.mask[i : i + 1], 9, 1, 4)[0, 0] > 0.99
+        sel = inner & core
+        mine, donor, own = (_centred(t[:, sel]) for t in (swapped.image[i], plain.image[j], plain.image[i]))
+        to_donor, to_self = float((mine * donor).mean()), float((mine * own).mean())
+        assert to_donor > to_self and to_donor > 0.5
+    # no swaps asked: the batch is the plain one
+    again = make_batch(faces, 64, 1.75, np.random.default_rng(0), swap_prob=0.0)
+    assert torch.equal(again.image, plain.image) and torch.equal(again.z, plain.z)
+    assert torch.equal(plain.donor, plain.image)  # unswapped, a crop is its own donor
+
+
 @needs_teacher
 def test_tiny_training_run_resumes(tmp_path):
     out = tmp_path / "ckpt.pt"
@@ -123,6 +164,25 @@ def test_tiny_training_run_resumes(tmp_path):
 
 
 @needs_teacher
+def test_donor_training_widens_a_generator_and_resumes(tmp_path):
+    base = tmp_path / "base.pt"
+    train(_cfg(base, steps=1), TINY)
+    # resuming as a donor generator: the stem is widened, the step counter continues
+    out = tmp_path / "donor.pt"
+    summary = train(_cfg(out, steps=3, resume=str(base), swap_prob=1.0, batch_size=3), replace(TINY, donor=True))
+    assert summary["step"] == 3
+    net = load_generator(out)
+    assert net.cfg.donor and net.stem.weight.shape[1] == 12
+    # and trained the donor weights away from zero
+    assert float(net.stem.weight[:, 9:].abs().sum()) > 0
+    # a donor checkpoint resumes as itself
+    assert train(_cfg(tmp_path / "d2.pt", steps=4, resume=str(out), swap_prob=1.0))["step"] == 4
+    # but not back into a generator without donor input
+    with pytest.raises(InputError):
+        train(_cfg(tmp_path / "d3.pt", steps=5, resume=str(out)), TINY)
+
+
+@needs_teacher
 def test_folder_training(tmp_path):
     from vidanon.train.data import TeacherFaces
 
@@ -135,6 +195,9 @@ def test_folder_training(tmp_path):
     out = tmp_path / "f.pt"
     summary = train(_cfg(out, data="folder", folder=str(folder), steps=1), TINY)
     assert summary["step"] == 1 and out.is_file()
+    # donors are teacher faces: a donor generator does not train on a folder
+    with pytest.raises(InputError, match="donor"):
+        train(_cfg(tmp_path / "g.pt", data="folder", folder=str(folder), steps=1), replace(TINY, donor=True))
 
 
 def test_folder_without_faces(tmp_path):

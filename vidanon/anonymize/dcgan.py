@@ -1,8 +1,9 @@
 """The DCGAN teacher that `gan-face-generate` ships: 100-d z -> 64x64 RGB face.
 
-Used only as a source of synthetic training faces. The weights file is found
-with `importlib.util.find_spec` so that the package itself (which imports
-torchvision) is never imported.
+The source of synthetic training faces, and of the donor faces that a donor
+generator (`vidanon.anonymize.donor`) takes at inference. The weights file is
+found with `importlib.util.find_spec` so that the package itself (which
+imports torchvision) is never imported.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 from importlib.util import find_spec
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 from torch import nn
 
 from vidanon.errors import ModelLoadError
 
 NZ = 100
+TEACHER_UPSAMPLE = 4  # YuNet misses a few 64x64 draws; detect on a 256x256 copy
 
 
 class DCGANGenerator(nn.Module):
@@ -78,3 +82,24 @@ def load_teacher(device: torch.device | str = "cpu") -> DCGANGenerator:
     except RuntimeError as exc:
         raise ModelLoadError(f"DCGAN weights {path} do not match the generator layout: {exc}") from exc
     return net.to(device).eval().requires_grad_(False)
+
+
+def find_face(detector, image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Box (4,) and landmarks (5, 2) of the most confident face in a teacher draw, or None.
+
+    Args:
+        detector: a `YuNetDetector` (one per thread: OpenCV's is not thread-safe).
+        image: (64, 64, 3) uint8 RGB draw; detection runs on a TEACHER_UPSAMPLE copy.
+    """
+    big = cv2.resize(image, None, fx=TEACHER_UPSAMPLE, fy=TEACHER_UPSAMPLE, interpolation=cv2.INTER_CUBIC)
+    dets = detector.detect(big)
+    if len(dets) == 0:
+        return None
+    k = int(np.argmax(dets.score))
+    return dets.xyxy[k] / TEACHER_UPSAMPLE, dets.landmarks[k] / TEACHER_UPSAMPLE
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Teacher output in [-1, 1], (b, 3, h, w) -> (b, h, w, 3) uint8 RGB."""
+    imgs = images.float().cpu().permute(0, 2, 3, 1).numpy()
+    return ((imgs + 1) * 127.5).clip(0, 255).round().astype(np.uint8)

@@ -19,6 +19,7 @@ import torch
 
 from vidanon.anonymize import align
 from vidanon.anonymize.checkpoint import load_generator
+from vidanon.anonymize.donor import DonorFaces
 from vidanon.anonymize.filters import apply_filter, region_mask
 from vidanon.anonymize.latents import latents_for_faces
 from vidanon.anonymize.temporal import TemporalBlend
@@ -85,6 +86,8 @@ class GanCoverer:
         # channels-last on both: oneDNN's convolutions are faster in it on the CPU too
         # (3 faces at 64 px, 1 thread: 18.6 ms contiguous, 15.0 channels-last, 7.7 with bf16)
         self.net = self.net.to(self.device, memory_format=torch.channels_last)
+        # a donor generator takes the DCGAN teacher's face for each z (cached per z, so once per track)
+        self.donors = DonorFaces(self.gcfg.resolution, self.gcfg.crop_factor, self.device) if self.gcfg.donor else None
 
     @torch.inference_mode()
     def generate(self, crops: align.Crops, z: torch.Tensor) -> np.ndarray:
@@ -93,16 +96,20 @@ class GanCoverer:
         img = torch.from_numpy(crops.images).to(dev).permute(0, 3, 1, 2).float() / 127.5 - 1
         mask = torch.from_numpy(crops.masks)[:, None].to(dev)
         heat = torch.from_numpy(crops.heatmaps).to(dev)
+        donor = None
+        if self.donors is not None:
+            donor = torch.from_numpy(self.donors.crops(z)).to(dev).permute(0, 3, 1, 2).float() / 127.5 - 1
+            donor = donor.contiguous(memory_format=torch.channels_last)
         z = z.to(dev)
         img, mask, heat = (t.contiguous(memory_format=torch.channels_last) for t in (img, mask, heat))
         if dev.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
-                out = self.net(img, mask, heat, z)
+                out = self.net(img, mask, heat, z, donor)
         elif self.cpu_bf16:
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                out = self.net(img, mask, heat, z)
+                out = self.net(img, mask, heat, z, donor)
         else:
-            out = self.net(img, mask, heat, z)
+            out = self.net(img, mask, heat, z, donor)
         out = ((out.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return out.permute(0, 2, 3, 1).cpu().numpy()
 

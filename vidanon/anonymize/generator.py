@@ -6,6 +6,12 @@ vector w, which (a) seeds the 4x4 bottleneck with a learned spatial map and
 (b) scales and shifts the features of every decoder convolution (FiLM), so a
 new z changes the face at all scales and cannot be ignored by the decoder.
 The output is composited: pixels outside the mask come from the input.
+
+With `donor` (the bundled generator's setting), the input also holds a donor
+face under the mask: the DCGAN teacher's face for z, aligned into the same
+crop template (`vidanon.anonymize.donor`). The identity then comes from a face
+generator trained for it, and this network's job is the part that depends on
+the context: pose, skin tone, lighting and the seam.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-IN_CHANNELS = 9  # masked RGB 3 + mask 1 + heatmaps 5
+IN_CHANNELS = 9  # masked RGB 3 + mask 1 + heatmaps 5 (what the discriminator sees too)
+DONOR_CHANNELS = 3  # the donor face under the mask, RGB
 RESOLUTIONS = (64, 128, 256)
 
 
@@ -33,6 +40,9 @@ class GeneratorConfig:
         max_channels: cap on channels per level.
         crop_factor: crop side / face box height; part of the framing the
             generator was trained with, so it lives here.
+        donor: the generator also takes a donor face (the teacher's face for z,
+            aligned into the crop); checkpoints written before this field
+            existed have none.
     """
 
     resolution: int = 64
@@ -41,6 +51,7 @@ class GeneratorConfig:
     base_channels: int = 24
     max_channels: int = 96
     crop_factor: float = 1.75
+    donor: bool = False
 
     def __post_init__(self) -> None:
         if self.resolution not in RESOLUTIONS:
@@ -59,6 +70,10 @@ class GeneratorConfig:
         """Number of 2x downsamplings from the crop to the 4x4 bottleneck."""
         return int(math.log2(self.resolution // 4))
 
+    @property
+    def in_channels(self) -> int:
+        return IN_CHANNELS + (DONOR_CHANNELS if self.donor else 0)
+
     def channels(self) -> list[int]:
         """Channels per level, full resolution first, bottleneck last."""
         return [min(self.max_channels, self.base_channels * 2**i) for i in range(self.levels + 1)]
@@ -68,8 +83,9 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorConfig:
-        """Strict: unknown or missing keys raise ValueError."""
+        """Strict: unknown or missing keys raise ValueError ("donor" may be missing: older files)."""
         names = {f.name for f in fields(cls)}
+        d = {"donor": False, **d}
         if set(d) != names:
             raise ValueError(f"generator config keys {sorted(d)} do not match {sorted(names)}")
         return cls(**d)
@@ -106,7 +122,7 @@ class Generator(nn.Module):
         self.mapping = nn.Sequential(
             nn.Linear(cfg.z_dim, cfg.w_dim), nn.LeakyReLU(0.2), nn.Linear(cfg.w_dim, cfg.w_dim), nn.LeakyReLU(0.2)
         )
-        self.stem = nn.Conv2d(IN_CHANNELS, ch[0], 3, padding=1)
+        self.stem = nn.Conv2d(cfg.in_channels, ch[0], 3, padding=1)
         self.down = nn.ModuleList(nn.Conv2d(ch[i], ch[i + 1], 3, stride=2, padding=1) for i in range(cfg.levels))
         self.z_map_channels = min(32, ch[-1])
         self.z_map = nn.Linear(cfg.w_dim, self.z_map_channels * 16)
@@ -118,7 +134,14 @@ class Generator(nn.Module):
             self.up2.append(FiLMConv(ch[i], ch[i], cfg.w_dim))
         self.to_rgb = nn.Conv2d(ch[0], 3, 1)
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor, heat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        heat: torch.Tensor,
+        z: torch.Tensor,
+        donor: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Composited output in [-1, 1].
 
         Args:
@@ -126,12 +149,18 @@ class Generator(nn.Module):
             mask: (b, 1, r, r), 1 where the face is to be generated.
             heat: (b, 5, r, r) landmark heatmaps.
             z: (b, z_dim) latents.
+            donor: (b, 3, r, r) donor faces in [-1, 1], aligned into the crop;
+                required when the config has `donor`, refused otherwise. Only
+                the part under the mask is used.
 
         Returns:
             (b, 3, r, r): the input outside the mask, generated inside it.
         """
+        if (donor is not None) != self.cfg.donor:
+            raise ValueError(f"this generator {'needs' if self.cfg.donor else 'takes no'} donor faces")
         known = image * (1 - mask)
-        x = torch.cat([known, mask, heat], dim=1)
+        parts = [known, mask, heat] + ([donor * mask] if donor is not None else [])
+        x = torch.cat(parts, dim=1)
         z = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)
         w = self.mapping(z)
         h = F.leaky_relu(self.stem(x), 0.2)
@@ -147,3 +176,18 @@ class Generator(nn.Module):
             h = c2(c1(torch.cat([h, skip], dim=1), w), w)
         out = torch.tanh(self.to_rgb(h))
         return known + out * mask
+
+
+def widen_for_donor(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights of a generator without donor input, for the same config with one.
+
+    The stem gains zero weights for the donor channels, so the widened network
+    starts out computing exactly what the original did, and learns to use the
+    donor from there (how the bundled generator was converted).
+    """
+    w = state["stem.weight"]
+    if w.shape[1] != IN_CHANNELS:
+        raise ValueError(f"stem takes {w.shape[1]} channels, expected {IN_CHANNELS} (already widened?)")
+    out = dict(state)
+    out["stem.weight"] = torch.cat([w, w.new_zeros(w.shape[0], DONOR_CHANNELS, *w.shape[2:])], dim=1)
+    return out

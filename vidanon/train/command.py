@@ -89,6 +89,22 @@ def train_cmd(
             help="Measure diversity after removing each output's mean colour (structure, not skin tone).",
         ),
     ] = False,
+    donor: Annotated[
+        bool | None,
+        typer.Option(
+            "--donor/--no-donor",
+            help="Generator that also takes the teacher's face for z (aligned) as its identity source. "
+            "With --resume of a generator without it: widen it (zero weights for the new input).",
+        ),
+    ] = None,
+    swap_prob: Annotated[
+        float,
+        typer.Option(
+            "--swap-prob",
+            help="Share of teacher crops made face swaps (another teacher face blended in, with its z), "
+            "so the face must come from z, not the context.",
+        ),
+    ] = 0.0,
     reset_discriminator: Annotated[
         bool,
         typer.Option(
@@ -128,12 +144,14 @@ def train_cmd(
     if steps == 0 and minutes == 0:
         raise InputError("give --steps or --minutes (or both)")
     gcfg = None
-    if resume is None or resolution is not None or width is not None:
+    if resume is None or resolution is not None or width is not None or donor is not None:
         kwargs = {}
         if resolution is not None:
             kwargs["resolution"] = resolution
         if width is not None:
             kwargs["base_channels"] = width
+        if donor is not None:
+            kwargs["donor"] = donor
         try:
             gcfg = GeneratorConfig(**kwargs)
         except ValueError as exc:
@@ -172,6 +190,7 @@ def train_cmd(
             d_downsample=d_downsample,
             div_margin=div_margin,
             div_centred=div_centred,
+            swap_prob=swap_prob,
             reset_discriminator=reset_discriminator,
         )
     except ValueError as exc:

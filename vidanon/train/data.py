@@ -18,11 +18,11 @@ import numpy as np
 import torch
 
 from vidanon.anonymize import align
+from vidanon.anonymize.dcgan import find_face, to_uint8
 from vidanon.config import DetectConfig
 from vidanon.errors import InputError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-TEACHER_UPSAMPLE = 4  # YuNet misses a few 64x64 draws; detect on a 256x256 copy
 
 
 @dataclass
@@ -75,33 +75,21 @@ class TeacherFaces:
         """Up to n faces (fewer when detection fails on some draws)."""
         with self._lock:
             z = torch.randn(n, self.teacher.nz, generator=self.gen)
-        imgs = self.teacher(z.to(self.device)).float().cpu()
-        imgs = ((imgs.permute(0, 2, 3, 1).numpy() + 1) * 127.5).clip(0, 255).round().astype(np.uint8)
-        return self.detect(imgs, z.numpy())
+        return self.detect(to_uint8(self.teacher(z.to(self.device))), z.numpy())
 
     def _detect_one(self, im: np.ndarray):
         det = getattr(self._local, "detector", None)
         if det is None:  # one detector per thread: cv2.FaceDetectorYN is not thread-safe
             det = self._local.detector = self._make_detector(self._detect_cfg)
-        big = cv2.resize(im, None, fx=TEACHER_UPSAMPLE, fy=TEACHER_UPSAMPLE, interpolation=cv2.INTER_CUBIC)
-        return det.detect(big)
+        return find_face(det, im)
 
     def detect(self, imgs: np.ndarray, z: np.ndarray | None) -> list[Face]:
         """Faces found in teacher draws (the most confident one per draw)."""
         found = list(self.pool.map(self._detect_one, imgs)) if self.pool else [self._detect_one(im) for im in imgs]
         out = []
-        for i, (im, dets) in enumerate(zip(imgs, found)):
-            if len(dets) == 0:
-                continue
-            k = int(np.argmax(dets.score))
-            out.append(
-                Face(
-                    im,
-                    dets.xyxy[k] / TEACHER_UPSAMPLE,
-                    dets.landmarks[k] / TEACHER_UPSAMPLE,
-                    None if z is None else z[i],
-                )
-            )
+        for i, (im, hit) in enumerate(zip(imgs, found)):
+            if hit is not None:
+                out.append(Face(im, hit[0], hit[1], None if z is None else z[i]))
         with self._lock:
             self.drawn += len(imgs)
             self.kept += len(out)
@@ -193,6 +181,9 @@ class Batch:
         valid: (b, 1, r, r), 1 where the crop lies inside its source image; the
             losses ignore the border padding (a teacher face fills its 64x64
             draw, so its crop is padded, and the padding is not a target).
+        donor: (b, 3, r, r) in [-1, 1], the teacher face whose z each crop
+            carries, aligned into the crop (the swapped-in face, or the crop's
+            own face when not swapped); None when the faces have no z.
     """
 
     image: torch.Tensor
@@ -200,14 +191,30 @@ class Batch:
     heat: torch.Tensor
     z: torch.Tensor | None
     valid: torch.Tensor
+    donor: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
         return Batch(
-            self.image.to(device, non_blocking=True),
-            self.mask.to(device, non_blocking=True),
-            self.heat.to(device, non_blocking=True),
-            None if self.z is None else self.z.to(device, non_blocking=True),
-            self.valid.to(device, non_blocking=True),
+            move(self.image), move(self.mask), move(self.heat), move(self.z), move(self.valid), move(self.donor)
+        )
+
+    @staticmethod
+    def cat(parts: list[Batch]) -> Batch:
+        """One batch from several (z and donor only when every part has them)."""
+
+        def join(ts: list[torch.Tensor | None]) -> torch.Tensor | None:
+            return torch.cat(ts) if all(t is not None for t in ts) else None
+
+        return Batch(
+            torch.cat([p.image for p in parts]),
+            torch.cat([p.mask for p in parts]),
+            torch.cat([p.heat for p in parts]),
+            join([p.z for p in parts]),
+            torch.cat([p.valid for p in parts]),
+            join([p.donor for p in parts]),
         )
 
 
@@ -219,6 +226,7 @@ def make_batch(
     mask_scale_range: tuple[float, float] = (1.0, 1.45),
     jitter: float = 0.03,
     flip: bool = True,
+    swap_prob: float = 0.0,
 ) -> Batch:
     """Aligned, augmented crops of `faces`.
 
@@ -226,6 +234,13 @@ def make_batch(
     image), a random mask scale, and a small random shift/scale of the
     landmarks used for alignment (so the generator learns to be stable under
     the jitter of real detections; the heatmaps and target move with the crop).
+
+    With `swap_prob` > 0 (teacher faces only), that share of the crops become
+    face swaps: the inner face of another face of the batch (the donor) is
+    blended into the crop (see `swap_faces`) and the crop takes the donor's
+    z. The context outside the mask then says nothing about z, as at
+    inference, where z is random: without swaps the teacher's context is a
+    function of its own z, and the generator learns to ignore z.
     """
     crops = []
     zs = []
@@ -250,12 +265,72 @@ def make_batch(
         if f.z is not None:
             zs.append(f.z)
     image = np.concatenate([c.images for c in crops])
+    masks = np.concatenate([c.masks for c in crops])
+    valid = np.concatenate([c.valid for c in crops])
+    z_all = np.stack(zs) if len(zs) == len(faces) else None
+    donor = image if z_all is not None else None
+    if swap_prob > 0 and z_all is not None and len(faces) > 1:
+        chosen = np.flatnonzero(rng.random(len(faces)) < swap_prob)
+        if len(chosen):
+            # a donor for each chosen crop: any other face of the batch
+            donors = (chosen + rng.integers(1, len(faces), len(chosen))) % len(faces)
+            alpha = np.stack([swap_alpha(crops[i].transforms[0], faces[i].xyxy, masks[i], resolution) for i in chosen])
+            image, valid, z_all, donor = image.copy(), valid.copy(), z_all.copy(), image.copy()
+            image[chosen], valid[chosen] = swap_faces(image[chosen], valid[chosen], donor[donors], valid[donors], alpha)
+            z_all[chosen] = np.stack(zs)[donors]
+            donor[chosen] = donor[donors]
     t_img = torch.from_numpy(image).permute(0, 3, 1, 2).float() / 127.5 - 1
-    t_mask = torch.from_numpy(np.concatenate([c.masks for c in crops]))[:, None]
+    t_mask = torch.from_numpy(masks)[:, None]
     t_heat = torch.from_numpy(np.concatenate([c.heatmaps for c in crops]))
-    z = torch.from_numpy(np.stack(zs)).float() if len(zs) == len(faces) else None
-    t_valid = torch.from_numpy(np.concatenate([c.valid for c in crops]))[:, None]
-    return Batch(t_img, t_mask, t_heat, z, t_valid)
+    z = None if z_all is None else torch.from_numpy(z_all).float()
+    t_valid = torch.from_numpy(valid)[:, None]
+    t_donor = None if donor is None else torch.from_numpy(donor).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return Batch(t_img, t_mask, t_heat, z, t_valid, t_donor)
+
+
+SWAP_SCALE = 0.9  # the donor's face covers this share of the filter ellipse (then feathered)
+
+
+def swap_alpha(m: np.ndarray, xyxy: np.ndarray, mask: np.ndarray, resolution: int) -> np.ndarray:
+    """Blend weight of a donor face in crop space: the face ellipse at SWAP_SCALE,
+    feathered, and never outside the generator's mask (so the seam is generated,
+    not given)."""
+    inner = align.crop_mask(m, np.asarray(xyxy, np.float64), SWAP_SCALE, resolution)
+    soft = cv2.GaussianBlur(inner, (0, 0), sigmaX=resolution / 40)
+    return (soft * mask).astype(np.float32)
+
+
+def swap_faces(
+    image: np.ndarray, valid: np.ndarray, donor: np.ndarray, donor_valid: np.ndarray, alpha: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blends each donor's inner face into its crop, colour-matched to the crop's own face.
+
+    Crops are aligned to one template, so a donor's face lands on the crop's
+    face. Each channel of the donor is shifted and scaled to the mean and
+    spread of the crop's own pixels under `alpha` (skin tone and lighting
+    follow the context; the features follow the donor).
+
+    Args:
+        image, donor: (n, r, r, 3) uint8 crops.
+        valid, donor_valid: (n, r, r) float, 1 inside the source image.
+        alpha: (n, r, r) donor weight.
+
+    Returns:
+        The blended crops (uint8) and their valid maps (a pixel is valid where
+        every image it draws on is).
+    """
+    out = np.empty_like(image)
+    a = alpha[..., None].astype(np.float32)
+    for i in range(len(image)):
+        w = a[i] / max(float(a[i].sum()), 1e-6)
+        ctx, don = image[i].astype(np.float32), donor[i].astype(np.float32)
+        mu_c, mu_d = (ctx * w).sum((0, 1)), (don * w).sum((0, 1))
+        sd_c = np.sqrt(((ctx - mu_c) ** 2 * w).sum((0, 1))) + 1.0
+        sd_d = np.sqrt(((don - mu_d) ** 2 * w).sum((0, 1))) + 1.0
+        matched = (don - mu_d) * np.clip(sd_c / sd_d, 0.5, 2.0) + mu_c
+        out[i] = np.clip(ctx * (1 - a[i]) + matched * a[i], 0, 255).round().astype(np.uint8)
+    new_valid = valid * ((alpha < 0.02) | (donor_valid > 0.5))
+    return out, new_valid.astype(np.float32)
 
 
 class BatchMaker:
@@ -279,6 +354,7 @@ class BatchMaker:
         workers: threads for detection and crops (0: all inline).
         prefetch: batches prepared ahead when workers > 0.
         producers: threads that each make whole batches when workers > 0.
+        swap_prob: share of face-swapped crops (`make_batch`).
     """
 
     def __init__(
@@ -291,6 +367,7 @@ class BatchMaker:
         workers: int = 0,
         prefetch: int = 3,
         producers: int = 1,
+        swap_prob: float = 0.0,
     ) -> None:
         if producers < 1:
             raise ValueError(f"producers must be >= 1, got {producers}")
@@ -306,30 +383,26 @@ class BatchMaker:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.producers = producers
+        self.swap_prob = swap_prob
         self._rng_lock = threading.Lock()
 
     def _make(self) -> Batch:
         faces = self.source.sample(self.batch_size)
         if self.pool is None:
-            return make_batch(faces, self.resolution, self.crop_factor, self.rng)
+            return make_batch(faces, self.resolution, self.crop_factor, self.rng, swap_prob=self.swap_prob)
         n = max(1, min(self.workers, len(faces)))
         chunks = [faces[i::n] for i in range(n)]
         with self._rng_lock:
             seeds = self.rng.integers(0, 2**63 - 1, n)
         parts = list(
             self.pool.map(
-                lambda a: make_batch(a[0], self.resolution, self.crop_factor, np.random.default_rng(a[1])),
+                lambda a: make_batch(
+                    a[0], self.resolution, self.crop_factor, np.random.default_rng(a[1]), swap_prob=self.swap_prob
+                ),
                 zip(chunks, seeds),
             )
         )
-        zs = [p.z for p in parts]
-        return Batch(
-            torch.cat([p.image for p in parts]),
-            torch.cat([p.mask for p in parts]),
-            torch.cat([p.heat for p in parts]),
-            torch.cat(zs) if all(z is not None for z in zs) else None,
-            torch.cat([p.valid for p in parts]),
-        )
+        return Batch.cat(parts)
 
     def _produce(self) -> None:
         try:

@@ -11,7 +11,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from vidanon.anonymize.checkpoint import (
     save_checkpoint,
     unpack_optimizer,
 )
-from vidanon.anonymize.generator import Generator, GeneratorConfig
+from vidanon.anonymize.generator import Generator, GeneratorConfig, widen_for_donor
 from vidanon.errors import InputError, ModelLoadError
 from vidanon.train.data import BatchMaker, FolderFaces, TeacherFaces
 from vidanon.train.losses import Discriminator, d_hinge, diversity, g_hinge, r1_penalty, reconstruction
@@ -70,6 +70,9 @@ class TrainConfig:
         max_reuse: with data_workers, a batch may serve up to this many steps
             (each with fresh random z) when the next one is not ready yet, so
             a GPU faster than the data pipeline is not left idle; 1: never.
+        swap_prob: share of teacher crops that become face swaps (another
+            teacher face blended in, with that face's z; `data.make_batch`),
+            so the generator must take the face from z, not from the context.
     """
 
     out: str
@@ -101,6 +104,7 @@ class TrainConfig:
     data_workers: int = 0
     data_producers: int = 1
     max_reuse: int = 1
+    swap_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if self.data not in DATA_SOURCES:
@@ -119,6 +123,8 @@ class TrainConfig:
             raise ValueError(f"max_reuse must be >= 1, got {self.max_reuse}")
         if self.data_producers < 1:
             raise ValueError(f"data_producers must be >= 1, got {self.data_producers}")
+        if not 0 <= self.swap_prob <= 1:
+            raise ValueError(f"swap_prob must be in [0, 1], got {self.swap_prob}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -157,14 +163,19 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
             cv2.setNumThreads(cfg.threads)
         blob = read_checkpoint(cfg.resume) if cfg.resume else None
+        # resuming a generator without donor input as one with it: the stem is widened with zeros
+        self._widen = False
         if blob is not None:
             ckpt_g = config_of(blob, cfg.resume)
-            if gcfg is not None and gcfg != ckpt_g:
+            self._widen = gcfg is not None and not ckpt_g.donor and gcfg == replace(ckpt_g, donor=True)
+            if gcfg is not None and gcfg != ckpt_g and not self._widen:
                 raise InputError(
                     f"--resume {cfg.resume} has generator config {ckpt_g}, which differs from the one asked for"
                 )
-            gcfg = ckpt_g
+            gcfg = gcfg if self._widen else ckpt_g
         self.gcfg = gcfg or GeneratorConfig()
+        if self.gcfg.donor and cfg.data != "synthetic":
+            raise InputError("a donor generator trains on synthetic (teacher) faces only: its donors are teacher faces")
         self.G = Generator(self.gcfg).to(self.device)
         self.D = Discriminator(
             self.gcfg.resolution, cfg.d_channels, spectral=cfg.d_spectral_norm, downsample=cfg.d_downsample
@@ -197,21 +208,26 @@ class Trainer:
             cfg.batch_size,
             cfg.data_workers,
             producers=cfg.data_producers,
+            swap_prob=cfg.swap_prob,
         )
 
     def _restore(self, blob: dict) -> None:
         path = self.cfg.resume
         train = blob.get("train")
+        widen = widen_for_donor if self._widen else dict
+        if self._widen:
+            log.info("resume: %s has no donor input; widening its stem (zero weights), new generator optimizer", path)
         if train is None:
             # an inference-only checkpoint: warm start from its weights
-            self.G.load_state_dict(build_generator(self.gcfg, blob["generator"], path).state_dict())
+            self.G.load_state_dict(build_generator(self.gcfg, widen(blob["generator"]), path).state_dict())
             self.ema.load_state_dict(self.G.state_dict())
             log.info("warm start from %s (no training state in it): fresh discriminator and optimizers", path)
             return
         try:
-            self.G.load_state_dict(train["g"], strict=True)
-            self.ema.load_state_dict(build_generator(self.gcfg, blob["generator"], path).state_dict())
-            self.opt_g.load_state_dict(unpack_optimizer(train["opt_g"]))
+            self.G.load_state_dict(widen(train["g"]), strict=True)
+            self.ema.load_state_dict(build_generator(self.gcfg, widen(blob["generator"]), path).state_dict())
+            if not self._widen:  # the stem's Adam moments have the old shape
+                self.opt_g.load_state_dict(unpack_optimizer(train["opt_g"]))
             stored = (train["d_channels"], bool(train.get("d_spectral_norm", True)), int(train.get("d_downsample", 1)))
             if self.cfg.reset_discriminator:
                 log.info(
@@ -295,17 +311,25 @@ class Trainer:
                 t.contiguous(memory_format=torch.channels_last)
                 for t in (batch.image, batch.mask, batch.heat, batch.valid)
             )
+            if batch.donor is not None:
+                batch.donor = batch.donor.contiguous(memory_format=torch.channels_last)
         b = batch.image.shape[0]
         teacher_z = batch.z is not None and batch.z.shape[1] == self.gcfg.z_dim
         z_a = batch.z if teacher_z else torch.randn(b, self.gcfg.z_dim, generator=self.zgen).to(dev)
-        z_b = torch.randn(b, self.gcfg.z_dim, generator=self.zgen).to(dev)
+        donors = None
+        if self.gcfg.donor:
+            # the second output (diversity term) takes the next crop's z and donor face
+            z_b = z_a.roll(1, 0)
+            donors = torch.cat([batch.donor, batch.donor.roll(1, 0)])
+        else:
+            z_b = torch.randn(b, self.gcfg.z_dim, generator=self.zgen).to(dev)
         img2, mask2, heat2, valid2 = (torch.cat([t, t]) for t in (batch.image, batch.mask, batch.heat, batch.valid))
         # Border padding (outside the source image) is neither a target nor shown to D.
         target_mask = batch.mask * batch.valid
         real = batch.image * batch.valid
 
         with self._autocast():
-            fake = self.G(img2, mask2, heat2, torch.cat([z_a, z_b]))
+            fake = self.G(img2, mask2, heat2, torch.cat([z_a, z_b]), donors)
         # discriminator
         self.D.requires_grad_(True)
         with self._autocast():

@@ -1,0 +1,104 @@
+"""Donor faces: the DCGAN teacher's face for a latent, aligned into a generator crop.
+
+A donor generator (`GeneratorConfig.donor`) takes, next to the masked crop,
+the teacher's face for the same z, aligned to the crop template by its own
+landmarks, exactly as training aligns the donor faces it swaps in
+(`vidanon.train.data.make_batch`). The identity then comes from the teacher,
+which was trained to draw many different people, and a fixed z (one per
+track) gives a fixed donor, so one track keeps one fake person.
+
+A z whose draw holds no detectable face is redrawn: the next candidate comes
+from a generator seeded by a hash of z and the attempt number, so the donor
+still depends on z alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from vidanon.anonymize import align
+from vidanon.anonymize.dcgan import find_face, load_teacher, to_uint8
+from vidanon.config import DetectConfig
+
+MAX_TRIES = 8
+CACHE_SIZE = 2048  # donor crops kept (one per track in per-track mode)
+
+
+def _redraw(z: torch.Tensor, attempt: int) -> torch.Tensor:
+    """A deterministic replacement latent for z's `attempt`-th redraw."""
+    digest = hashlib.blake2b(z.float().cpu().numpy().tobytes() + attempt.to_bytes(2, "little"), digest_size=8)
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int.from_bytes(digest.digest(), "little") & 0x7FFF_FFFF_FFFF_FFFF)
+    return torch.randn(z.shape, generator=gen)
+
+
+class DonorFaces:
+    """Aligned donor crops for latents, cached by latent.
+
+    Args:
+        resolution, crop_factor: the generator's crop framing.
+        device: where the teacher runs.
+    """
+
+    def __init__(self, resolution: int, crop_factor: float, device: torch.device | str = "cpu") -> None:
+        from vidanon.detect.yunet import YuNetDetector
+
+        self.resolution = resolution
+        self.crop_factor = crop_factor
+        self.device = torch.device(device)
+        self.teacher = load_teacher(self.device)
+        self.detector = YuNetDetector(DetectConfig(score_threshold=0.6))
+        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.misses = 0
+
+    def _crop(self, image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        crops = align.make_crops(image, box[None], landmarks[None], self.resolution, self.crop_factor, 1.0)
+        return crops.images[0]
+
+    @torch.inference_mode()
+    def _make(self, zs: torch.Tensor) -> list[np.ndarray]:
+        draws = to_uint8(self.teacher(zs.to(self.device)))
+        out = []
+        for z, image in zip(zs, draws):
+            hit = find_face(self.detector, image)
+            attempt = 0
+            while hit is None and attempt < MAX_TRIES:
+                attempt += 1
+                image = to_uint8(self.teacher(_redraw(z, attempt)[None].to(self.device)))[0]
+                hit = find_face(self.detector, image)
+            if hit is None:  # no face in any redraw: frame the whole draw as a face
+                box = np.array([0.0, 0.0, image.shape[1], image.shape[0]])
+                hit = (box, align.box_landmarks(box[None])[0])
+            out.append(self._crop(image, *hit))
+        return out
+
+    def crops(self, z: torch.Tensor) -> np.ndarray:
+        """(n, r, r, 3) uint8 donor crops for latents z of shape (n, z_dim)."""
+        z = z.detach().float().cpu()
+        keys = [row.numpy().tobytes() for row in z]
+        with self._lock:
+            found = {k: self._cache[k] for k in keys if k in self._cache}
+            for k in found:
+                self._cache.move_to_end(k)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        if missing:
+            # duplicates within one call are made once
+            first = list(dict.fromkeys(keys[i] for i in missing))
+            rows = [missing[[keys[i] for i in missing].index(k)] for k in first]
+            made = self._make(z[rows])
+            with self._lock:
+                self.misses += len(made)
+                for k, crop in zip(first, made):
+                    found[k] = crop
+                    self._cache[k] = crop
+                while len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return (
+            np.stack([found[k] for k in keys]) if keys else np.zeros((0, self.resolution, self.resolution, 3), np.uint8)
+        )
