@@ -522,3 +522,29 @@ def test_donor_crops_depend_on_z_alone(monkeypatch):
     calls.clear()
     again = donor_mod.DonorFaces(64, 1.75).crops(z[:1])
     assert np.array_equal(redrawn, again) and not np.array_equal(redrawn[0], a[0])
+
+
+def test_donor_checkpoint_without_the_teacher_is_a_load_error(tmp_path, monkeypatch):
+    from vidanon.anonymize import dcgan
+
+    path = tmp_path / "donor.pt"
+    net = _net(DONOR)
+    save_checkpoint(path, net.cfg, net.state_dict())
+    monkeypatch.setattr(dcgan, "find_spec", lambda name: None)
+    with pytest.raises(ModelLoadError, match="gan-face-generate"):
+        _coverer(path)
+
+
+@needs_teacher
+def test_donor_generator_covers_faces(tmp_path, photo_faces):
+    path = tmp_path / "donor.pt"
+    net = _net(DONOR)
+    save_checkpoint(path, net.cfg, net.state_dict())
+    img, faces = photo_faces
+    cov = _coverer(path, seed=3)
+    a = cov.cover(img, faces, 0)
+    assert cov.donors.misses == len(faces)  # one donor per track ...
+    assert np.array_equal(cov.cover(img, faces, 1), a) and cov.donors.misses == len(faces)  # ... made once
+    diff = np.abs(a.astype(int) - img.astype(int)).sum(-1)
+    for x1, y1, x2, y2 in faces.xyxy.astype(int):
+        assert (diff[max(y1, 0) : y2, max(x1, 0) : x2] > 0).mean() > 0.9
