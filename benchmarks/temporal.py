@@ -48,13 +48,16 @@ class Variant:
 
 def variants(checkpoint: str | None, device: str, seed: int) -> list[Variant]:
     gan = CoverConfig(mode="gan", checkpoint=checkpoint, device=device, seed=seed)
-    blend = replace(gan, temporal_blend=0.5)
+    unblended = replace(gan, temporal_blend=1.0)
     per_frame = CoverConfig(mode="gan", z_mode="per-frame", checkpoint=checkpoint, device=device, seed=seed)
     return [
         Variant("GAN, z per frame", PipelineConfig(cover=per_frame)),
-        Variant("GAN, z per track, no smoothing", PipelineConfig(cover=gan, track=TrackConfig(smoothing=False))),
-        Variant("GAN, z per track, smoothing (default)", PipelineConfig(cover=gan)),
-        Variant("GAN, z per track, smoothing + --temporal-blend 0.5", PipelineConfig(cover=blend)),
+        Variant(
+            "GAN, z per track, no smoothing, no blend",
+            PipelineConfig(cover=unblended, track=TrackConfig(smoothing=False)),
+        ),
+        Variant("GAN, z per track, smoothing, --temporal-blend 1 (off)", PipelineConfig(cover=unblended)),
+        Variant("GAN, z per track, smoothing + temporal blend 0.5 (default)", PipelineConfig(cover=gan)),
         Variant("blur (reference)", PipelineConfig(cover=CoverConfig(mode="blur"))),
     ]
 

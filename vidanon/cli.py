@@ -163,9 +163,9 @@ def anonymize(
         help="per-track: one fake identity per track; per-frame: a new one each frame (DeepPrivacy's behaviour, for comparison).",
     ),
     temporal_blend: float = typer.Option(
-        1.0,
+        0.5,
         "--temporal-blend",
-        help="gan mode: weight of the new generated face against the track's previous one (1 = off).",
+        help="gan mode: weight of the new generated face against the track's previous one (1 = off; 0.5 cuts flicker).",
     ),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Generator checkpoint (default: the bundled one)."
