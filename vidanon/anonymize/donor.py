@@ -86,15 +86,15 @@ class DonorFaces:
             found = {k: self._cache[k] for k in keys if k in self._cache}
             for k in found:
                 self._cache.move_to_end(k)
-        missing = [i for i, k in enumerate(keys) if k not in found]
-        if missing:
-            # duplicates within one call are made once
-            first = list(dict.fromkeys(keys[i] for i in missing))
-            rows = [missing[[keys[i] for i in missing].index(k)] for k in first]
-            made = self._make(z[rows])
+        todo: dict[bytes, int] = {}  # latent -> its first row; duplicates within one call are made once
+        for i, k in enumerate(keys):
+            if k not in found:
+                todo.setdefault(k, i)
+        if todo:
+            made = self._make(z[list(todo.values())])
             with self._lock:
                 self.misses += len(made)
-                for k, crop in zip(first, made):
+                for k, crop in zip(todo, made):
                     found[k] = crop
                     self._cache[k] = crop
                 while len(self._cache) > CACHE_SIZE:
