@@ -21,6 +21,7 @@ from vidanon.anonymize import align
 from vidanon.anonymize.checkpoint import load_generator
 from vidanon.anonymize.donor import DonorFaces
 from vidanon.anonymize.filters import apply_filter, region_mask
+from vidanon.anonymize.generator import from_uint8
 from vidanon.anonymize.latents import latents_for_faces
 from vidanon.anonymize.temporal import TemporalBlend
 from vidanon.config import CoverConfig
@@ -93,15 +94,14 @@ class GanCoverer:
     def generate(self, crops: align.Crops, z: torch.Tensor) -> np.ndarray:
         """Composited generator outputs for a batch of crops, uint8 (n, r, r, 3)."""
         dev = self.device
-        img = torch.from_numpy(crops.images).to(dev).permute(0, 3, 1, 2).float() / 127.5 - 1
+        img = from_uint8(crops.images, dev)
         mask = torch.from_numpy(crops.masks)[:, None].to(dev)
         heat = torch.from_numpy(crops.heatmaps).to(dev)
+        img, mask, heat = (t.contiguous(memory_format=torch.channels_last) for t in (img, mask, heat))
         donor = None
         if self.donors is not None:
-            donor = torch.from_numpy(self.donors.crops(z)).to(dev).permute(0, 3, 1, 2).float() / 127.5 - 1
-            donor = donor.contiguous(memory_format=torch.channels_last)
+            donor = from_uint8(self.donors.crops(z), dev).contiguous(memory_format=torch.channels_last)
         z = z.to(dev)
-        img, mask, heat = (t.contiguous(memory_format=torch.channels_last) for t in (img, mask, heat))
         if dev.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
                 out = self.net(img, mask, heat, z, donor)

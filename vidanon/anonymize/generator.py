@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -176,6 +177,12 @@ class Generator(nn.Module):
             h = c2(c1(torch.cat([h, skip], dim=1), w), w)
         out = torch.tanh(self.to_rgb(h))
         return known + out * mask
+
+
+def from_uint8(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(n, r, r, 3) uint8 RGB crops -> (n, 3, r, r) float in [-1, 1], the generator's
+    image range (moved to `device` while still uint8: a quarter of the bytes)."""
+    return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 def widen_for_donor(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ import torch
 
 from vidanon.anonymize import align
 from vidanon.anonymize.dcgan import find_face, to_uint8
+from vidanon.anonymize.generator import from_uint8
 from vidanon.config import DetectConfig
 from vidanon.errors import InputError
 
@@ -275,16 +276,17 @@ def make_batch(
             # a donor for each chosen crop: any other face of the batch
             donors = (chosen + rng.integers(1, len(faces), len(chosen))) % len(faces)
             alpha = np.stack([swap_alpha(crops[i].transforms[0], faces[i].xyxy, masks[i], resolution) for i in chosen])
-            image, valid, z_all, donor = image.copy(), valid.copy(), z_all.copy(), image.copy()
+            # image, valid and z_all are this function's own arrays; donor keeps the faces as drawn
+            donor = image.copy()
             image[chosen], valid[chosen] = swap_faces(image[chosen], valid[chosen], donor[donors], valid[donors], alpha)
-            z_all[chosen] = np.stack(zs)[donors]
+            z_all[chosen] = z_all[donors]  # fancy indexing copies the right side first
             donor[chosen] = donor[donors]
-    t_img = torch.from_numpy(image).permute(0, 3, 1, 2).float() / 127.5 - 1
+    t_img = from_uint8(image)
     t_mask = torch.from_numpy(masks)[:, None]
     t_heat = torch.from_numpy(np.concatenate([c.heatmaps for c in crops]))
     z = None if z_all is None else torch.from_numpy(z_all).float()
     t_valid = torch.from_numpy(valid)[:, None]
-    t_donor = None if donor is None else torch.from_numpy(donor).permute(0, 3, 1, 2).float() / 127.5 - 1
+    t_donor = None if donor is None else from_uint8(donor)
     return Batch(t_img, t_mask, t_heat, z, t_valid, t_donor)
 
 
