@@ -97,7 +97,7 @@ class CoverConfig:
         temporal_blend: gan mode, per-track z: weight of the new generated face
             against the track's previous one (1 = no blending). Default 0.5: with
             the donor generator's sharper faces it cut flicker on the sample from
-            1.50x to 1.38x of the original, identity and privacy unchanged
+            1.53x to 1.41x of the original, identity and privacy unchanged
             (benchmarks/RESULTS.md).
         precision: generator arithmetic on the CPU: "auto" (bfloat16 where the
             CPU computes it natively, AVX512-BF16 or AMX; float32 elsewhere),
