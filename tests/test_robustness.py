@@ -188,6 +188,23 @@ def test_damaged_video(media, tmp_path, detector, kind):
 
 
 # ------------------------------------------------------------------ odd formats
+def test_detector_keeps_only_boxes_on_the_frame():
+    from vidanon.detect.yunet import YuNetDetector, on_frame
+
+    # the garbage YuNet once returned for a 2x2 frame (the tracker asserted on it),
+    # a NaN box, a zero-width box, and a face partly off the frame
+    xyxy = np.array(
+        [[-1.08e14, -297.4, 1.08e14, -297.4], [np.nan, 0, 1, 1], [1, 0, 1, 2], [-10, -5, 1.5, 1.5]], np.float32
+    )
+    assert on_frame(xyxy, 2, 2).tolist() == [False, False, False, True]
+    # the real detector on tiny frames: whatever it finds lies on the frame
+    det = YuNetDetector()
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        d = det.detect(rng.integers(0, 256, (2, 2, 3), dtype=np.uint8))
+        assert on_frame(d.xyxy, 2, 2).all()
+
+
 @pytest.mark.parametrize("size", [(641, 479), (2, 2), (64, 64), (3840, 2160)], ids=str)
 def test_odd_sizes(media, tmp_path, size):
     n = 3 if size[0] > 2000 else 6

@@ -66,4 +66,20 @@ class YuNetDetector:
         dets = FaceDetections(xyxy, faces[:, 14], faces[:, 4:14].reshape(-1, 5, 2))
         if scale < 1.0:
             dets = dets.scaled(1.0 / scale)
-        return dets
+        return dets[on_frame(dets.xyxy, w, h)]
+
+
+def on_frame(xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(n,) bool: boxes with finite corners that overlap the frame by a positive area.
+
+    YuNet returns garbage for frames smaller than its stride (seen on 2x2 frames:
+    a box from -1e14 to 1e14 wide and 0 high), which the tracker cannot take. A
+    box that shares no pixel with the frame covers nothing, so dropping it
+    loses no coverage; the boxes kept are not changed (faces partly off the
+    frame keep their full box).
+    """
+    finite = np.isfinite(xyxy).all(axis=1)
+    box = np.nan_to_num(xyxy)
+    x1, x2 = np.clip(box[:, 0], 0, width), np.clip(box[:, 2], 0, width)
+    y1, y2 = np.clip(box[:, 1], 0, height), np.clip(box[:, 3], 0, height)
+    return finite & (x2 > x1) & (y2 > y1)
