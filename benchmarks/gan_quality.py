@@ -12,7 +12,8 @@ Two face sets:
 Figures (SFace cosine, OpenCV's same-identity threshold 0.363; every face is
 embedded with the ORIGINAL face's landmarks in both images):
   privacy    cos(original, replacement): share below 0.363 (goal >= 99%), mean (goal < 0.15)
-  diversity  cos(replacement with z1, with z2) on the same crop: share below 0.363 (goal >= 95%)
+  diversity  cos(replacement with z_a, with z_b) on the same face, over every pair of
+             --z-count z (6 pairs per face by default): share below 0.363 (goal >= 95%)
   stability  same z, detection shifted by +-2 crop pixels in x and y, and scaled
              by +-5%: mean cos to the unshifted replacement (goal >= 0.6)
   realism    share of the faces YuNet finds in the original that it finds again
@@ -97,7 +98,7 @@ def crop_rows(
 
 
 def evaluate(
-    cov: GanCoverer, frames: list[np.ndarray], det: YuNetDetector, sface: SFace, seed: int
+    cov: GanCoverer, frames: list[np.ndarray], det: YuNetDetector, sface: SFace, seed: int, n_z: int = 4
 ) -> tuple[dict, list]:
     g = cov.gcfg
     priv, div, stab, found, total = [], [], [], 0, 0
@@ -107,13 +108,18 @@ def evaluate(
         if not len(d):
             continue
         base = cov.cover(frame, d, 0)
-        other = GanCoverer.__new__(GanCoverer)
-        other.__dict__.update(cov.__dict__)
-        other.cfg = CoverConfig(**{**cov.cfg.__dict__, "seed": seed + 1})
-        alt = other.cover(frame, d, 0)
-        e_orig, e_base, e_alt = sface.embed(frame, d), sface.embed(base, d), sface.embed(alt, d)
+        e_orig, e_base = sface.embed(frame, d), sface.embed(base, d)
         priv += list(np.sum(e_orig * e_base, 1))
-        div += list(np.sum(e_base * e_alt, 1))
+        # every pair of n_z seeds on the same faces: n_z (n_z - 1) / 2 pairs per face
+        embs = [e_base]
+        for k in range(1, n_z):
+            other = GanCoverer.__new__(GanCoverer)
+            other.__dict__.update(cov.__dict__)
+            other.cfg = CoverConfig(**{**cov.cfg.__dict__, "seed": seed + k})
+            embs.append(sface.embed(other.cover(frame, d, 0), d))
+        for a in range(n_z):
+            for b in range(a + 1, n_z):
+                div += list(np.sum(embs[a] * embs[b], 1))
         for i in range(len(d)):
             sims = []
             for dx, dy, s in ((2, 0, 1), (-2, 0, 1), (0, 2, 1), (0, -2, 1), (0, 0, 1.05), (0, 0, 0.95)):
@@ -129,6 +135,7 @@ def evaluate(
     t = SAME_IDENTITY_THRESHOLD
     figures = {
         "faces": int(total),
+        "z_pairs": int(len(div)),
         "privacy_below_thr": float((priv < t).mean()),
         "privacy_mean_cos": float(priv.mean()),
         "privacy_max_cos": float(priv.max()),
@@ -166,6 +173,7 @@ def main() -> int:
     ap.add_argument("--faces", type=int, default=16, help="held-out teacher faces")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--z-count", type=int, default=4, help="z per face for diversity (every pair is compared)")
     args = ap.parse_args()
 
     import torch
@@ -181,14 +189,14 @@ def main() -> int:
     }
     report, sheet_rows = {}, []
     for name, frames in sets.items():
-        figures, rows = evaluate(cov, frames, det, sface, args.seed)
+        figures, rows = evaluate(cov, frames, det, sface, args.seed, max(2, args.z_count))
         report[name] = figures
         sheet_rows += rows
     print(f"checkpoint: {args.checkpoint or 'bundled'}  resolution {cov.gcfg.resolution}")
     for name, figures in report.items():
-        print(f"[{name}] {figures['faces']} faces")
+        print(f"[{name}] {figures['faces']} faces, {figures['z_pairs']} z pairs")
         for k, v in figures.items():
-            if k != "faces":
+            if k not in ("faces", "z_pairs"):
                 print(f"  {k:22s} {v:7.3f}  {_ok(k, v)}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
