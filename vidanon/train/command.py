@@ -105,6 +105,14 @@ def train_cmd(
             "so the face must come from z, not the context.",
         ),
     ] = 0.0,
+    swap_scale: Annotated[
+        float,
+        typer.Option(
+            "--swap-scale",
+            help="Size of the swapped region: the face box's ellipse at this scale (0.9: the whole face, "
+            "smaller: the inner face only, without the other face's hair and background).",
+        ),
+    ] = 0.9,
     reset_discriminator: Annotated[
         bool,
         typer.Option(
@@ -191,6 +199,7 @@ def train_cmd(
             div_margin=div_margin,
             div_centred=div_centred,
             swap_prob=swap_prob,
+            swap_scale=swap_scale,
             reset_discriminator=reset_discriminator,
         )
     except ValueError as exc:

@@ -228,6 +228,7 @@ def make_batch(
     jitter: float = 0.03,
     flip: bool = True,
     swap_prob: float = 0.0,
+    swap_scale: float | None = None,
 ) -> Batch:
     """Aligned, augmented crops of `faces`.
 
@@ -241,7 +242,8 @@ def make_batch(
     blended into the crop (see `swap_faces`) and the crop takes the donor's
     z. The context outside the mask then says nothing about z, as at
     inference, where z is random: without swaps the teacher's context is a
-    function of its own z, and the generator learns to ignore z.
+    function of its own z, and the generator learns to ignore z. `swap_scale`
+    (default SWAP_SCALE) sizes the blended region (`swap_alpha`).
     """
     crops = []
     zs = []
@@ -275,7 +277,10 @@ def make_batch(
         if len(chosen):
             # a donor for each chosen crop: any other face of the batch
             donors = (chosen + rng.integers(1, len(faces), len(chosen))) % len(faces)
-            alpha = np.stack([swap_alpha(crops[i].transforms[0], faces[i].xyxy, masks[i], resolution) for i in chosen])
+            sc = SWAP_SCALE if swap_scale is None else swap_scale
+            alpha = np.stack(
+                [swap_alpha(crops[i].transforms[0], faces[i].xyxy, masks[i], resolution, sc) for i in chosen]
+            )
             # image, valid and z_all are this function's own arrays; donor keeps the faces as drawn
             donor = image.copy()
             image[chosen], valid[chosen] = swap_faces(image[chosen], valid[chosen], donor[donors], valid[donors], alpha)
@@ -290,14 +295,16 @@ def make_batch(
     return Batch(t_img, t_mask, t_heat, z, t_valid, t_donor)
 
 
-SWAP_SCALE = 0.9  # the donor's face covers this share of the filter ellipse (then feathered)
+SWAP_SCALE = 0.9  # the donor's face covers this share of the face box's ellipse (then feathered)
 
 
-def swap_alpha(m: np.ndarray, xyxy: np.ndarray, mask: np.ndarray, resolution: int) -> np.ndarray:
-    """Blend weight of a donor face in crop space: the face ellipse at SWAP_SCALE,
-    feathered, and never outside the generator's mask (so the seam is generated,
-    not given)."""
-    inner = align.crop_mask(m, np.asarray(xyxy, np.float64), SWAP_SCALE, resolution)
+def swap_alpha(
+    m: np.ndarray, xyxy: np.ndarray, mask: np.ndarray, resolution: int, scale: float = SWAP_SCALE
+) -> np.ndarray:
+    """Blend weight of a donor face in crop space: the face box's ellipse at
+    `scale`, feathered, and never outside the generator's mask (so the seam is
+    generated, not given)."""
+    inner = align.crop_mask(m, np.asarray(xyxy, np.float64), scale, resolution)
     soft = cv2.GaussianBlur(inner, (0, 0), sigmaX=resolution / 40)
     return (soft * mask).astype(np.float32)
 
@@ -357,6 +364,7 @@ class BatchMaker:
         prefetch: batches prepared ahead when workers > 0.
         producers: threads that each make whole batches when workers > 0.
         swap_prob: share of face-swapped crops (`make_batch`).
+        swap_scale: size of the swapped region (`make_batch`).
     """
 
     def __init__(
@@ -370,6 +378,7 @@ class BatchMaker:
         prefetch: int = 3,
         producers: int = 1,
         swap_prob: float = 0.0,
+        swap_scale: float | None = None,
     ) -> None:
         if producers < 1:
             raise ValueError(f"producers must be >= 1, got {producers}")
@@ -386,25 +395,24 @@ class BatchMaker:
         self._threads: list[threading.Thread] = []
         self.producers = producers
         self.swap_prob = swap_prob
+        self.swap_scale = swap_scale
         self._rng_lock = threading.Lock()
 
     def _make(self) -> Batch:
         faces = self.source.sample(self.batch_size)
         if self.pool is None:
-            return make_batch(faces, self.resolution, self.crop_factor, self.rng, swap_prob=self.swap_prob)
+            return self._batch(faces, self.rng)
         n = max(1, min(self.workers, len(faces)))
         chunks = [faces[i::n] for i in range(n)]
         with self._rng_lock:
             seeds = self.rng.integers(0, 2**63 - 1, n)
-        parts = list(
-            self.pool.map(
-                lambda a: make_batch(
-                    a[0], self.resolution, self.crop_factor, np.random.default_rng(a[1]), swap_prob=self.swap_prob
-                ),
-                zip(chunks, seeds),
-            )
-        )
+        parts = list(self.pool.map(lambda a: self._batch(a[0], np.random.default_rng(a[1])), zip(chunks, seeds)))
         return Batch.cat(parts)
+
+    def _batch(self, faces: list[Face], rng: np.random.Generator) -> Batch:
+        return make_batch(
+            faces, self.resolution, self.crop_factor, rng, swap_prob=self.swap_prob, swap_scale=self.swap_scale
+        )
 
     def _produce(self) -> None:
         try:

@@ -27,7 +27,7 @@ from vidanon.anonymize.checkpoint import (
 )
 from vidanon.anonymize.generator import Generator, GeneratorConfig, widen_for_donor
 from vidanon.errors import InputError, ModelLoadError
-from vidanon.train.data import BatchMaker, FolderFaces, TeacherFaces
+from vidanon.train.data import SWAP_SCALE, BatchMaker, FolderFaces, TeacherFaces
 from vidanon.train.losses import Discriminator, d_hinge, diversity, g_hinge, r1_penalty, reconstruction
 
 log = logging.getLogger("vidanon.train")
@@ -73,6 +73,9 @@ class TrainConfig:
         swap_prob: share of teacher crops that become face swaps (another
             teacher face blended in, with that face's z; `data.make_batch`),
             so the generator must take the face from z, not from the context.
+        swap_scale: size of the swapped region: the face box's ellipse at
+            this scale (`data.swap_alpha`); smaller keeps the donor's hair and
+            background out of the target.
     """
 
     out: str
@@ -105,6 +108,7 @@ class TrainConfig:
     data_producers: int = 1
     max_reuse: int = 1
     swap_prob: float = 0.0
+    swap_scale: float = SWAP_SCALE
 
     def __post_init__(self) -> None:
         if self.data not in DATA_SOURCES:
@@ -125,6 +129,8 @@ class TrainConfig:
             raise ValueError(f"data_producers must be >= 1, got {self.data_producers}")
         if not 0 <= self.swap_prob <= 1:
             raise ValueError(f"swap_prob must be in [0, 1], got {self.swap_prob}")
+        if not 0.5 <= self.swap_scale <= 1.2:
+            raise ValueError(f"swap_scale must be in [0.5, 1.2], got {self.swap_scale}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -209,6 +215,7 @@ class Trainer:
             cfg.data_workers,
             producers=cfg.data_producers,
             swap_prob=cfg.swap_prob,
+            swap_scale=cfg.swap_scale,
         )
 
     def _restore(self, blob: dict) -> None:
