@@ -170,6 +170,63 @@ def test_crop_mask_contains_the_filter_region(photo_faces):
         assert ((q < 0) | (q > 63)).any(axis=1).all()
 
 
+@pytest.mark.parametrize("mask_scale", [1.0, 1.3, 2.5])
+def test_paste_rect_holds_everything_a_paste_changes(photo_faces, mask_scale):
+    """Outside paste_rect the feathered alpha is 0 and the hard mask empty: measured on the
+    crop's whole footprint, for every photo face, rotated and scaled variants too."""
+    img, faces = photo_faces
+    h, w = img.shape[:2]
+    res = 64
+    rng = np.random.default_rng(0)
+    for i in range(len(faces)):
+        box = faces.xyxy[i].astype(np.float64)
+        for k in range(3):
+            lm = faces.landmarks[i].astype(np.float64)
+            if k:  # rotate the landmarks about their centre and rescale: a rolled face
+                a, sc = rng.uniform(-0.5, 0.5), rng.uniform(0.8, 1.2)
+                rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]) * sc
+                lm = (lm - lm.mean(0)) @ rot.T + lm.mean(0)
+            m = align.face_transform(box, lm, res, 1.75)
+            full = align.footprint(m, res, w, h)
+            rect = align.paste_rect(m, box, mask_scale, res, w, h)
+            assert rect is not None and full is not None
+            fx0, fy0, fx1, fy1 = full
+            x0, y0, x1, y1 = rect
+            assert fx0 <= x0 < x1 <= fx1 and fy0 <= y0 < y1 <= fy1
+            alpha = align.warp_back(
+                align.feather(align.crop_mask(m, box, mask_scale, res), res), m, full, cv2.INTER_LINEAR
+            )
+            hard = align.paste_geometry(m, box, mask_scale, res, full)
+            outside = np.ones(alpha.shape, bool)
+            outside[y0 - fy0 : y1 - fy0, x0 - fx0 : x1 - fx0] = False
+            assert alpha[outside].max(initial=0) == 0 and not hard[outside].any()
+
+
+def test_warp_back_upscale_matches_a_cubic_warp():
+    """The resize-then-warp path for large upscales gives what one cubic warpAffine gives,
+    up to interpolation detail, with the same geometry (an off-centre mark lands in place)."""
+    rng = np.random.default_rng(1)
+    crop = cv2.GaussianBlur(rng.integers(0, 256, (64, 64, 3)).astype(np.uint8), (0, 0), 2)
+    crop[20:24, 40:44] = 255
+    a, k = 0.3, 5.0  # 5 frame pixels per crop pixel, rolled 17 degrees
+    lin = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]]) / k
+    m = np.concatenate([lin, [[-30.0], [-12.0]]], axis=1)
+    rect = align.footprint(m, 64, 2000, 2000)
+    fast = align.warp_back(crop, m, rect, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE).astype(np.float64)
+    x0, y0, x1, y1 = rect
+    t = m[:, :2] @ np.array([x0, y0], float) + m[:, 2]
+    ref = cv2.warpAffine(
+        crop,
+        np.concatenate([m[:, :2], t[:, None]], 1),
+        (x1 - x0, y1 - y0),
+        flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    ).astype(np.float64)
+    assert np.abs(fast - ref).mean() < 1.0 and np.abs(fast - ref).max() < 40
+    centroid = [np.argwhere(im[..., 0] > 200).mean(0) for im in (fast, ref)]
+    assert np.abs(centroid[0] - centroid[1]).max() < 0.5
+
+
 # --- checkpoints -------------------------------------------------------------
 
 

@@ -44,6 +44,10 @@ def _window(
     return x0, y0, max(min(width, x1), x0 + 1), max(min(height, y1), y0 + 1)
 
 
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
@@ -144,11 +148,12 @@ class GanCoverer:
             pastes = []
             for i in range(len(gfaces)):
                 m = crops.transforms[i]
-                rect = align.footprint(m, res, w, h)
+                box = gfaces.xyxy[i].astype(np.float64)
+                rect = align.paste_rect(m, box, self.cfg.mask_scale, res, w, h)
                 if rect is None:
                     continue
                 x0, y0, x1, y1 = rect
-                hard = align.paste_geometry(m, gfaces.xyxy[i].astype(np.float64), self.cfg.mask_scale, res, rect)
+                hard = align.paste_geometry(m, box, self.cfg.mask_scale, res, rect)
                 rgb = align.warp_back(gen[i], m, rect, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
                 alpha = align.warp_back(align.feather(crops.masks[i], res), m, rect, cv2.INTER_LINEAR)
                 alpha = np.maximum(alpha, hard.astype(np.float32))
@@ -160,10 +165,13 @@ class GanCoverer:
             wx0, wy0, wx1, wy1 = _window(gfaces, self.cfg.mask_scale, [p[0] for p in pastes], w, h)
             ww, wh = wx1 - wx0, wy1 - wy0
             covered = np.zeros((wh, ww), bool)
-            for (x0, y0, x1, y1), hard, rgb in pastes:
+            for k, ((x0, y0, x1, y1), hard, rgb) in enumerate(pastes):
                 # A feathered edge of one face must never bring back original pixels
-                # inside another face's replaced region: re-assert every hard region.
-                out[y0:y1, x0:x1][hard] = rgb[hard]
+                # inside another face's replaced region: re-assert the hard region of
+                # every paste that another paste overlaps (elsewhere the blend already
+                # wrote rgb exactly, as alpha is 1 there).
+                if any(_overlap((x0, y0, x1, y1), p[0]) for j, p in enumerate(pastes) if j != k):
+                    np.copyto(out[y0:y1, x0:x1], rgb, where=hard[..., None])
                 covered[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] |= hard
             o = (wx0, wy0)
             region = region_mask((wh, ww), gfaces, replace(self.cfg, shape="ellipse"), o) > 0
