@@ -1,14 +1,17 @@
 """Throughput: vidanon against the PyAV decode+encode floor of the same clip, in one run.
 
-    .venv/bin/python benchmarks/speed.py [--frames 360] [--sizes 720,1080] [--gan] [--cuda]
+    .venv/bin/python benchmarks/speed.py [--frames 360] [--sizes 720,1080] [--gan] [--cuda] [--nvenc]
         [--precision auto|fp32|bf16] [--write]
 
 For each clip (the bundled sample, and generated 720p/1080p clips with 3 to 5 faces
 and audio) it times, each in a fresh subprocess so that peak memory is its own:
 
-- floor: PyAV decode + libx264 veryfast encode (same settings as vidanon), audio copied;
+- floor: PyAV decode + libx264 veryfast encode (same settings and thread count as
+  vidanon), audio copied;
 - vidanon blur (default settings) and, with --gan, vidanon gan on the CPU, and
   with --cuda also vidanon gan with the generator on the GPU (`--device cuda`);
+  with --nvenc also blur (and with --cuda gan on the GPU) encoding with h264_nvenc
+  (the row says when NVENC could not open and libx264 encoded instead);
 - deface on the same clip, when the `deface` command is installed (`--deface PATH`
   for one in its own venv: `python3 -m venv /tmp/dfv && /tmp/dfv/bin/pip install deface`;
   it needs the non-headless opencv-python, which conflicts with ours).
@@ -36,14 +39,14 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 FLOOR = r"""
 import sys, time, av, resource
-src, dst = sys.argv[1], sys.argv[2]
+src, dst, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t0 = time.perf_counter()
 with av.open(src) as i, av.open(dst, "w") as o:
     iv = i.streams.video[0]; iv.thread_type = "AUTO"
     ov = o.add_stream("libx264", rate=iv.guessed_rate)
     ov.width, ov.height, ov.pix_fmt = iv.codec_context.width, iv.codec_context.height, "yuv420p"
     ov.time_base = iv.time_base; ov.codec_context.time_base = iv.time_base
-    ov.codec_context.options = {"crf": "18", "preset": "veryfast"}; ov.codec_context.thread_count = 2
+    ov.codec_context.options = {"crf": "18", "preset": "veryfast"}; ov.codec_context.thread_count = threads
     oa = {s.index: o.add_stream_from_template(s) for s in i.streams.audio}
     n = 0
     for p in i.demux():
@@ -62,14 +65,15 @@ print(n, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_m
 
 VIDANON = r"""
 import sys, time, json, resource
-from vidanon.config import CoverConfig, PipelineConfig
+from vidanon.config import CoverConfig, EncodeConfig, PipelineConfig
 from vidanon.pipeline import anonymize_video
-mode, device, precision = sys.argv[3], sys.argv[4], sys.argv[5]
-cfg = PipelineConfig(cover=CoverConfig(mode=mode, device=device, precision=precision))
+mode, device, precision, codec = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+cfg = PipelineConfig(cover=CoverConfig(mode=mode, device=device, precision=precision), encode=EncodeConfig(codec=codec))
 t0 = time.perf_counter()
 s = anonymize_video(sys.argv[1], sys.argv[2], cfg, overwrite=True)
 print(s.frames_written, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 print(json.dumps(s.stage_seconds))
+print(json.dumps(s.warnings))
 """
 
 
@@ -87,14 +91,15 @@ def make_clips(folder: Path, frames: int, sizes: list[int]) -> list[Path]:
     return clips
 
 
-def run(code: str, *args: str) -> tuple[int, float, float, dict]:
+def run(code: str, *args: str) -> tuple[int, float, float, dict, list]:
     r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed")
     lines = r.stdout.strip().splitlines()
     n, secs, rss = lines[0].split()
     stages = json.loads(lines[1]) if len(lines) > 1 else {}
-    return int(n), float(secs), int(rss) / 1024, stages
+    warnings = json.loads(lines[2]) if len(lines) > 2 else []
+    return int(n), float(secs), int(rss) / 1024, stages, warnings
 
 
 def run_deface(exe: str | None, src: Path, dst: Path) -> tuple[float, float] | None:
@@ -115,6 +120,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="720,1080")
     ap.add_argument("--gan", action="store_true", help="also time gan mode")
     ap.add_argument("--cuda", action="store_true", help="also time gan mode with the generator on CUDA")
+    ap.add_argument(
+        "--nvenc", action="store_true", help="also time blur (and with --cuda, gan) encoding with h264_nvenc"
+    )
     ap.add_argument("--precision", default="auto", help="gan mode on the CPU: auto, fp32 or bf16")
     ap.add_argument(
         "--deface",
@@ -124,19 +132,30 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",") if s]
+    sys.path.insert(0, str(ROOT))
+    from vidanon.config import EncodeConfig
+
+    threads = EncodeConfig().thread_count()  # the floor encodes with vidanon's own thread count
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for clip in make_clips(tmp, a.frames, sizes):
-            n, fsecs, frss, _ = run(FLOOR, str(clip), str(tmp / "floor.mp4"))
+            n, fsecs, frss, *_ = run(FLOOR, str(clip), str(tmp / "floor.mp4"), str(threads))
             floor = n / fsecs
-            rows.append((clip.name, "floor (PyAV decode + x264 veryfast)", floor, 1.0, frss, ""))
-            runs = [("blur", "cpu")] + ([("gan", "cpu")] if a.gan else []) + ([("gan", "cuda")] if a.cuda else [])
-            for mode, device in runs:
-                n, secs, rss, stages = run(VIDANON, str(clip), str(tmp / f"{mode}.mp4"), mode, device, a.precision)
+            rows.append((clip.name, f"floor (PyAV decode + x264 veryfast, {threads} threads)", floor, 1.0, frss, ""))
+            x264, nv = "libx264", "h264_nvenc"
+            runs = [("blur", "cpu", x264)] + ([("gan", "cpu", x264)] if a.gan else [])
+            runs += [("gan", "cuda", x264)] if a.cuda else []
+            runs += ([("blur", "cpu", nv)] + ([("gan", "cuda", nv)] if a.cuda else [])) if a.nvenc else []
+            for mode, device, codec in runs:
+                out = tmp / f"{mode}.mp4"
+                n, secs, rss, stages, warnings = run(VIDANON, str(clip), str(out), mode, device, a.precision, codec)
                 fps = n / secs
                 st = " ".join(f"{k} {v / n * 1000:.1f}" for k, v in stages.items())
                 what = f"vidanon {mode}" + (" --device cuda" if device == "cuda" else "")
+                if codec != x264:
+                    fell_back = any(codec in w for w in warnings)
+                    what += f" --codec {codec}" + (" (fell back to libx264)" if fell_back else "")
                 rows.append((clip.name, what, fps, fps / floor, rss, st))
             d = run_deface(a.deface, clip, tmp / "deface.mp4")
             if d is not None:
@@ -146,7 +165,7 @@ def main() -> None:
         import torch
 
         gpu = f"GPU {torch.cuda.get_device_name(0)}"
-    flags = (" --gan" if a.gan else "") + (" --cuda" if a.cuda else "")
+    flags = (" --gan" if a.gan else "") + (" --cuda" if a.cuda else "") + (" --nvenc" if a.nvenc else "")
     flags += f" --precision {a.precision}" if a.precision != "auto" else ""
     flags += f" --deface {a.deface}" if a.deface and a.deface != shutil.which("deface") else ""
     head = (

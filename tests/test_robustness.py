@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import decode_rgb, leaked_faces, stream_packets, video_pts, video_times
 
-from vidanon.config import PipelineConfig
+from vidanon.config import EncodeConfig, PipelineConfig
 from vidanon.errors import InputError, OutputError
 from vidanon.pipeline import FrameAnonymizer, anonymize_video
 from vidanon.synth import photo, write_video
@@ -394,6 +394,39 @@ def test_deterministic_output(small_clip, tmp_path):
         assert r.returncode == 0, r.stderr
         outs.append((tmp_path / name).read_bytes())
     assert outs[0] == outs[1]
+
+
+def test_encoder_threads(small_clip, tmp_path, monkeypatch):
+    """--encode-threads reaches x264 (its SEI records the options it ran with); 0 picks half the
+    cores, 2 to 8; a count out of range is a one-line error."""
+    for n in (1, 3):
+        out = tmp_path / f"t{n}.mp4"
+        r = run_cli("anonymize", small_clip, out, "-q", "--encode-threads", str(n))
+        assert r.returncode == 0, r.stderr
+        assert f" threads={n} ".encode() in out.read_bytes()
+        assert video_pts(out) == video_pts(small_clip)
+    r = run_cli("anonymize", small_clip, tmp_path / "bad.mp4", "--encode-threads", "99")
+    assert_one_line_error(r, 2, "encoder threads")
+    assert not (tmp_path / "bad.mp4").exists()
+    for cores, want in ((None, 2), (1, 2), (6, 3), (16, 8), (128, 8)):
+        monkeypatch.setattr(os, "cpu_count", lambda c=cores: c)
+        assert EncodeConfig().thread_count() == want
+    assert EncodeConfig(threads=5).thread_count() == 5
+
+
+def test_nvenc_encodes_or_falls_back(small_clip, tmp_path):
+    """h264_nvenc needs an NVIDIA GPU: where it cannot open, the run still succeeds, encodes with
+    libx264 and says so in one warning line; either way the output is complete H.264."""
+    out = tmp_path / "nv.mp4"
+    r = run_cli("anonymize", small_clip, out, "--codec", "h264_nvenc")
+    assert r.returncode == 0, r.stderr
+    warned = [line for line in r.stderr.splitlines() if "h264_nvenc" in line]
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        if warned:  # fell back: the SEI is x264's
+            assert len(warned) == 1 and warned[0].startswith("vidanon: warning:") and "libx264" in warned[0]
+    assert bool(warned) == (b"x264 - core" in out.read_bytes())
+    assert video_pts(out) == video_pts(small_clip)
 
 
 def test_summary_fields(small_clip, tmp_path):

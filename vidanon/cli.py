@@ -193,9 +193,20 @@ def anonymize(
     smoothing: bool = typer.Option(
         True, "--smoothing/--no-smoothing", help="Smooth face boxes and landmarks over time."
     ),
-    codec: str = typer.Option("libx264", "--codec", help="Video encoder."),
+    codec: str = typer.Option(
+        "libx264",
+        "--codec",
+        help="Video encoder, e.g. libx264, libx265, h264_nvenc (NVIDIA GPU; falls back to libx264 with a warning "
+        "where it cannot open).",
+    ),
     crf: int = typer.Option(18, "--crf", help="Constant rate factor (quality) for x264/x265, 0-51."),
     preset: str = typer.Option("veryfast", "--preset", help="Encoder speed preset."),
+    encode_threads: int = typer.Option(
+        0,
+        "--encode-threads",
+        help="x264/x265 threads (0: half the cores, 2 to 8). Output bytes depend on it: pin it for identical files "
+        "across machines.",
+    ),
     keep_metadata: bool = typer.Option(
         False, "--keep-metadata", help="Keep location/creation metadata (stripped by default; rotation is always kept)."
     ),
@@ -227,7 +238,9 @@ def anonymize(
                     device=device,
                     precision=precision,
                 ),
-                encode=EncodeConfig(codec=codec, crf=crf, preset=preset, keep_metadata=keep_metadata),
+                encode=EncodeConfig(
+                    codec=codec, crf=crf, preset=preset, keep_metadata=keep_metadata, threads=encode_threads
+                ),
                 strict=strict,
             )
         except ValueError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 COVER_MODES = ("blur", "pixelate", "solid", "gan")
@@ -138,17 +139,29 @@ class EncodeConfig:
     Attributes:
         codec: video encoder name (libx264 by default).
         crf: constant rate factor for x264/x265.
-        preset: encoder speed preset.
+        preset: encoder speed preset (x264 names; mapped to p1-p7 for NVENC).
         keep_metadata: keep location/creation metadata (stripped by default).
+        threads: x264/x265 threads; 0 picks half the cores, at least 2 and at
+            most 8 (detection and covering run beside the encoder). The output
+            bytes depend on this count, so pin it for byte-identical files
+            across machines.
     """
 
     codec: str = "libx264"
     crf: int = 18
     preset: str = "veryfast"
     keep_metadata: bool = False
+    threads: int = 0
 
     def __post_init__(self) -> None:
         _check(0 <= self.crf <= 51, f"crf must be in [0, 51], got {self.crf}")
+        _check(0 <= self.threads <= 64, f"encoder threads must be in [0, 64], got {self.threads}")
+
+    def thread_count(self) -> int:
+        """The encoder thread count this config asks for (`threads`, or the automatic choice)."""
+        if self.threads:
+            return self.threads
+        return min(8, max(2, (os.cpu_count() or 2) // 2))
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,47 @@ def _can_mux(fmt: str, stream: av.stream.Stream) -> bool:
         av.logging.set_level(av_logging_level)
 
 
+# x264 preset names -> NVENC's p1 (fastest) .. p7 (best)
+_NVENC_PRESETS = {
+    "ultrafast": "p1",
+    "superfast": "p1",
+    "veryfast": "p2",
+    "faster": "p3",
+    "fast": "p4",
+    "medium": "p4",
+    "slow": "p5",
+    "slower": "p6",
+    "veryslow": "p7",
+}
+
+
+def _nvenc_options(cfg: EncodeConfig) -> dict[str, str]:
+    """Constant-quality NVENC settings equivalent to the x264 ones (cq takes crf's scale)."""
+    return {"preset": _NVENC_PRESETS.get(cfg.preset, cfg.preset), "rc": "vbr", "cq": str(cfg.crf), "b": "0"}
+
+
+def _nvenc_problem(codec: str, width: int, height: int, rate: Fraction) -> str | None:
+    """Why `codec` (an NVENC encoder) cannot encode here, or None when a probe encoder opens.
+
+    NVENC is compiled into PyAV's FFmpeg, but opening it needs an NVIDIA GPU and
+    driver; without them the run falls back to libx264 instead of failing.
+    """
+    level = av.logging.get_level()
+    try:
+        av.logging.set_level(None)  # the probe's refusal is expected, not an error to count
+        ctx = av.codec.CodecContext.create(codec, "w")
+        ctx.width, ctx.height = max(2, width - width % 2), max(2, height - height % 2)
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = 1 / rate
+        ctx.framerate = rate
+        ctx.open()
+        return None
+    except (av.error.FFmpegError, ValueError, TypeError, OSError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    finally:
+        av.logging.set_level(level)
+
+
 def _describe(stream: av.stream.Stream) -> str:
     name = stream.codec_context.name if stream.codec_context else "unknown"
     return f"#{stream.index} {stream.type} ({name})"
@@ -166,8 +207,13 @@ class VideoWriter:
             )
             codec = {"vp9": "libvpx-vp9", "vp8": "libvpx", "h264": "libx264"}.get(fallback, fallback)
         rate = info.average_rate or Fraction(30, 1)
-        st = self.out.add_stream(codec, rate=rate)
         sw, sh = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
+        if codec.endswith("_nvenc"):
+            why = _nvenc_problem(codec, sw, sh, rate)
+            if why:
+                self.warnings.append(f"{codec} cannot encode here ({why}); encoding video as libx264")
+                codec = "libx264"
+        st = self.out.add_stream(codec, rate=rate)
         st.width, st.height = sw, sh
         pix = "yuv420p"
         if (sw % 2 or sh % 2) and codec in _ODD_OK_FORMAT:
@@ -184,10 +230,12 @@ class VideoWriter:
             opts = {"crf": str(self.cfg.crf), "preset": self.cfg.preset}
         elif codec.startswith("libvpx"):
             opts = {"crf": str(min(63, self.cfg.crf + 12)), "b": "0", "deadline": "realtime", "cpu-used": "8"}
+        elif codec.endswith("_nvenc"):
+            opts = _nvenc_options(self.cfg)
         st.codec_context.options = opts
         if codec in ("libx264", "libx265"):
-            # x264 threads: deterministic output needs a fixed count, not "auto"
-            st.codec_context.thread_count = 2
+            # a fixed count, not x264's "auto": the output bytes depend on it
+            st.codec_context.thread_count = self.cfg.thread_count()
         if info.rotation:
             st.set_display_rotation(info.rotation)
         self._copy_meta(demuxer.video, st)
