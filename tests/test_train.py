@@ -44,6 +44,7 @@ def _cfg(out: Path, **kw) -> TrainConfig:
         ({"data_producers": 0}, ValueError),
         ({"max_reuse": 0}, ValueError),
         ({"swap_prob": 1.5}, ValueError),
+        ({"swap_scale": 0.3}, ValueError),
     ],
 )
 def test_train_config_validation(tmp_path, kw, error):
@@ -130,6 +131,26 @@ def test_face_swaps_take_the_donor_face_and_z():
     again = make_batch(faces, 64, 1.75, np.random.default_rng(0), swap_prob=0.0)
     assert torch.equal(again.image, plain.image) and torch.equal(again.z, plain.z)
     assert torch.equal(plain.donor, plain.image)  # unswapped, a crop is its own donor
+
+
+@needs_teacher
+def test_swap_scale_sizes_the_swapped_region():
+    """A smaller --swap-scale changes fewer pixels, all inside the region a larger one changes,
+    and keeps the same donors and z."""
+    from vidanon.train.data import TeacherFaces, make_batch
+
+    faces = TeacherFaces(seed=4).sample(6)
+    plain = make_batch(faces, 64, 1.75, np.random.default_rng(0))
+    batches = {
+        sc: make_batch(faces, 64, 1.75, np.random.default_rng(0), swap_prob=1.0, swap_scale=sc) for sc in (0.7, 0.9)
+    }
+    # where the donor shows (the feather's faint tail aside)
+    changed = {sc: (b.image - plain.image).abs().amax(1) > 0.05 for sc, b in batches.items()}
+    assert torch.equal(batches[0.7].z, batches[0.9].z) and torch.equal(batches[0.7].donor, batches[0.9].donor)
+    for i in range(6):
+        small, large = changed[0.7][i], changed[0.9][i]
+        assert 0 < small.sum() < 0.8 * large.sum()
+        assert not (small & ~torch.nn.functional.max_pool2d(large[None].float(), 5, 1, 2)[0].bool()).any()
 
 
 @needs_teacher
