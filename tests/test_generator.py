@@ -318,6 +318,41 @@ def test_gan_covers_every_face_and_nothing_else(tiny_ckpt, photo_faces):
     assert (diff[~near] == 0).all(), "pixels far from faces changed"
 
 
+def test_overlapping_faces_keep_their_replaced_regions(tiny_ckpt, photo_faces, monkeypatch):
+    """Where two faces overlap, one face's feathered edge must not blend the original back
+    into the other's replaced (hard) region. The generator, the paste-back's neighbour, is
+    replaced by one flat colour per face so that every pasted pixel says whose it is."""
+    from vidanon.anonymize.gan import GanCoverer
+
+    img, faces = photo_faces
+    f = faces[0]
+    w = float(f.xyxy[0, 2] - f.xyxy[0, 0])
+    shift = np.array([0.35 * w, 0.1 * w])
+    xyxy = np.concatenate([f.xyxy, f.xyxy + np.tile(shift, 2)])
+    lms = np.concatenate([f.landmarks, f.landmarks + shift])
+    two = FaceDetections(xyxy, np.ones(2, np.float32), lms, np.array([1, 2]), np.zeros(2, np.int8))
+    colours = np.array([[255, 0, 0], [0, 0, 255]], np.uint8)
+    cov = GanCoverer(CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), temporal_blend=1.0))
+    monkeypatch.setattr(
+        cov, "generate", lambda crops, z: np.broadcast_to(colours[:, None, None], (2, 64, 64, 3)).copy()
+    )
+    out = cov.cover(img, two, 0)
+    h, wd = img.shape[:2]
+    hard = []
+    for i in range(2):
+        m = align.face_transform(xyxy[i].astype(np.float64), lms[i].astype(np.float64), 64, 1.75)
+        rect = align.paste_rect(m, xyxy[i], cov.cfg.mask_scale, 64, wd, h)
+        full = np.zeros((h, wd), bool)
+        x0, y0, x1, y1 = rect
+        full[y0:y1, x0:x1] = align.paste_geometry(m, xyxy[i].astype(np.float64), cov.cfg.mask_scale, 64, rect)
+        hard.append(full)
+    # the overlap is real: the second face's feather reaches into the first's hard region
+    assert (hard[0] & hard[1]).any() and (hard[0] & ~hard[1]).any()
+    # pastes are re-asserted in order, so the later face owns the intersection
+    assert (out[hard[1]] == colours[1]).all()
+    assert (out[hard[0] & ~hard[1]] == colours[0]).all()
+
+
 def test_gan_batches_all_faces_of_a_frame(tiny_ckpt, photo_faces):
     img, faces = photo_faces
     cov = _coverer(tiny_ckpt)

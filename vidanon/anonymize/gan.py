@@ -171,7 +171,11 @@ class GanCoverer:
                 # every paste that another paste overlaps (elsewhere the blend already
                 # wrote rgb exactly, as alpha is 1 there).
                 if any(_overlap((x0, y0, x1, y1), p[0]) for j, p in enumerate(pastes) if j != k):
-                    np.copyto(out[y0:y1, x0:x1], rgb, where=hard[..., None])
+                    view = out[y0:y1, x0:x1]
+                    # OpenCV writes into the view (20x faster than np.copyto with where=);
+                    # should it ever hand back a new array instead, copy with numpy
+                    if not np.shares_memory(cv2.copyTo(rgb, hard.view(np.uint8), view), out):
+                        np.copyto(view, rgb, where=hard[..., None])
                 covered[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] |= hard
             o = (wx0, wy0)
             region = region_mask((wh, ww), gfaces, replace(self.cfg, shape="ellipse"), o) > 0
