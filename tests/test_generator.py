@@ -353,6 +353,20 @@ def test_overlapping_faces_keep_their_replaced_regions(tiny_ckpt, photo_faces, m
     assert (out[hard[0] & ~hard[1]] == colours[0]).all()
 
 
+def test_face_workers_give_the_same_frame(tiny_ckpt, photo_faces):
+    """Crops and paste-back warps made on a thread pool give the serial result, bit for bit."""
+    from vidanon.anonymize.gan import GanCoverer, face_workers
+
+    img, faces = photo_faces
+    outs = []
+    for n in (1, 3):
+        cov = GanCoverer(CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), face_workers=n))
+        assert (cov.pool is None) == (n == 1)
+        outs.append(cov.cover(img, faces, 0))
+    assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], img)
+    assert face_workers(2) == 2 and 0 <= face_workers(0) <= 4
+
+
 def test_gan_batches_all_faces_of_a_frame(tiny_ckpt, photo_faces):
     img, faces = photo_faces
     cov = _coverer(tiny_ckpt)

@@ -103,6 +103,9 @@ class CoverConfig:
         precision: generator arithmetic on the CPU: "auto" (bfloat16 where the
             CPU computes it natively, AVX512-BF16 or AMX; float32 elsewhere),
             "fp32" or "bf16". CUDA always uses float16 autocast.
+        face_workers: gan mode: threads that make the crops and paste-back
+            warps of a frame's faces in parallel; 0 picks a quarter of the
+            cores, at most 4 (1, serial, below 8 cores). Same output either way.
     """
 
     mode: str = "blur"
@@ -116,6 +119,7 @@ class CoverConfig:
     min_gan_size: int = 12
     temporal_blend: float = 0.5
     precision: str = "auto"
+    face_workers: int = 0
 
     def __post_init__(self) -> None:
         _check(self.mode in COVER_MODES, f"mode must be one of {', '.join(COVER_MODES)}, got {self.mode!r}")
@@ -130,6 +134,7 @@ class CoverConfig:
         _check(
             self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
         )
+        _check(0 <= self.face_workers <= 32, f"face_workers must be in [0, 32], got {self.face_workers}")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ crop, are covered by the fallback filter: privacy fails closed.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import cv2
@@ -46,6 +47,11 @@ def _window(
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def face_workers(asked: int) -> int:
+    """Threads for per-face crop and paste-back work: `asked`, or with 0 a quarter of the cores, at most 4."""
+    return asked if asked > 0 else min(4, (os.cpu_count() or 1) // 4)
 
 
 def native_bf16() -> bool:
@@ -93,6 +99,10 @@ class GanCoverer:
         self.net = self.net.to(self.device, memory_format=torch.channels_last)
         # a donor generator takes the DCGAN teacher's face for each z (cached per z, so once per track)
         self.donors = DonorFaces(self.gcfg.resolution, self.gcfg.crop_factor, self.device) if self.gcfg.donor else None
+        # crops and paste-back warps of several faces in parallel (OpenCV releases the GIL);
+        # only on machines with cores to spare beside decode, detection and encode
+        workers = face_workers(cfg.face_workers)
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="vidanon-face") if workers > 1 else None
 
     @torch.inference_mode()
     def generate(self, crops: align.Crops, z: torch.Tensor) -> np.ndarray:
@@ -117,6 +127,49 @@ class GanCoverer:
         out = ((out.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return out.permute(0, 2, 3, 1).cpu().numpy()
 
+    def _map(self, fn, n: int) -> list:
+        """[fn(0), ..., fn(n - 1)], on the face pool when there is one and more than one face."""
+        if self.pool is None or n < 2:
+            return [fn(i) for i in range(n)]
+        return list(self.pool.map(fn, range(n)))
+
+    def _crops(self, frame: np.ndarray, faces: FaceDetections) -> align.Crops:
+        g = self.gcfg
+
+        def one(i: int) -> align.Crops:
+            return align.make_crops(
+                frame,
+                faces.xyxy[i : i + 1],
+                faces.landmarks[i : i + 1],
+                g.resolution,
+                g.crop_factor,
+                self.cfg.mask_scale,
+            )
+
+        if self.pool is None or len(faces) < 2:
+            return align.make_crops(
+                frame, faces.xyxy, faces.landmarks, g.resolution, g.crop_factor, self.cfg.mask_scale
+            )
+        parts = self._map(one, len(faces))
+        return align.Crops(
+            *(np.concatenate([getattr(c, k) for c in parts]) for k in ("images", "masks", "heatmaps", "transforms"))
+        )
+
+    def _paste_part(
+        self, gen: np.ndarray, crops: align.Crops, i: int, xyxy: np.ndarray, w: int, h: int
+    ) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray, np.ndarray] | None:
+        """Frame rectangle, hard mask, warped face and alpha of face i's paste-back (None: off-frame)."""
+        res = self.gcfg.resolution
+        m = crops.transforms[i]
+        box = np.asarray(xyxy, np.float64)
+        rect = align.paste_rect(m, box, self.cfg.mask_scale, res, w, h)
+        if rect is None:
+            return None
+        hard = align.paste_geometry(m, box, self.cfg.mask_scale, res, rect)
+        rgb = align.warp_back(gen, m, rect, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
+        alpha = align.warp_back(align.feather(crops.masks[i], res), m, rect, cv2.INTER_LINEAR)
+        return rect, hard, rgb, np.maximum(alpha, hard.astype(np.float32))
+
     def cover(self, frame: np.ndarray, faces: FaceDetections, frame_index: int) -> np.ndarray:
         """A new frame with every face of `faces` replaced or, if too small, filtered.
 
@@ -136,30 +189,20 @@ class GanCoverer:
         small = np.flatnonzero(sides < self.cfg.min_gan_size)
         if len(big):
             gfaces = faces[big]
-            res = self.gcfg.resolution
-            crops = align.make_crops(
-                frame, gfaces.xyxy, gfaces.landmarks, res, self.gcfg.crop_factor, self.cfg.mask_scale
-            )
+            crops = self._crops(frame, gfaces)
             z = latents_for_faces(
                 self.cfg.seed, gfaces.track_id, self.gcfg.z_dim, frame_index, self.cfg.z_mode == "per-frame", big
             )
             gen = self.generate(crops, z)
             gen = self.blend(gen, crops.masks, gfaces.track_id, frame_index)
             pastes = []
-            for i in range(len(gfaces)):
-                m = crops.transforms[i]
-                box = gfaces.xyxy[i].astype(np.float64)
-                rect = align.paste_rect(m, box, self.cfg.mask_scale, res, w, h)
-                if rect is None:
+            for part in self._map(lambda i: self._paste_part(gen[i], crops, i, gfaces.xyxy[i], w, h), len(gfaces)):
+                if part is None:
                     continue
-                x0, y0, x1, y1 = rect
-                hard = align.paste_geometry(m, box, self.cfg.mask_scale, res, rect)
-                rgb = align.warp_back(gen[i], m, rect, cv2.INTER_CUBIC, cv2.BORDER_REPLICATE)
-                alpha = align.warp_back(align.feather(crops.masks[i], res), m, rect, cv2.INTER_LINEAR)
-                alpha = np.maximum(alpha, hard.astype(np.float32))
-                # per-pixel alpha blend in OpenCV (exact where alpha is 0 or 1)
+                (x0, y0, x1, y1), hard, rgb, alpha = part
+                # per-pixel alpha blend in OpenCV (exact where alpha is 0 or 1), in face order
                 out[y0:y1, x0:x1] = cv2.blendLinear(rgb, out[y0:y1, x0:x1], alpha, 1 - alpha)
-                pastes.append((rect, hard, rgb))
+                pastes.append((part[0], hard, rgb))
             # Whatever of the filter region no hard paste covers gets the fallback filter,
             # checked inside the window that holds every region and paste, not the whole frame.
             wx0, wy0, wx1, wy1 = _window(gfaces, self.cfg.mask_scale, [p[0] for p in pastes], w, h)
