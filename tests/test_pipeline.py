@@ -13,7 +13,7 @@ import pytest
 from conftest import decode_rgb, leaked_faces, stream_packets, video_pts
 
 from vidanon.config import CoverConfig, PipelineConfig
-from vidanon.pipeline import anonymize_video
+from vidanon.pipeline import FrameAnonymizer, anonymize_video
 from vidanon.synth import pan_frame, photo, write_frames, write_video
 
 
@@ -23,6 +23,29 @@ def blurred(people_clip, tmp_path_factory):
     out, tracks = out_dir / "blur.mp4", out_dir / "tracks.json"
     summary = anonymize_video(people_clip, out, PipelineConfig(), tracks_path=tracks)
     return out, tracks, summary
+
+
+def test_detector_threads_change_nothing(people_clip, blurred, tmp_path):
+    """Detection on a pool of 3 detectors, working ahead of the tracker, gives the same
+    tracks and frames as one detector on the main thread (the default on this machine
+    may be either)."""
+    from dataclasses import replace
+
+    from vidanon.config import DetectConfig
+
+    out, tracks, summary = blurred
+    cfg = PipelineConfig(detect=DetectConfig(workers=3))
+    fa = FrameAnonymizer(cfg)
+    assert fa.pool is not None and fa.depth == 6
+    out3, tracks3 = tmp_path / "o3.mp4", tmp_path / "t3.json"
+    s3 = anonymize_video(people_clip, out3, cfg, tracks_path=tracks3, frame_anonymizer=fa)
+    assert json.loads(tracks3.read_text()) == json.loads(tracks.read_text())
+    assert all(np.array_equal(a, b) for a, b in zip(decode_rgb(out3), decode_rgb(out), strict=True))
+    assert replace(s3, seconds=0, stage_seconds={}, output="") == replace(
+        summary, seconds=0, stage_seconds={}, output=""
+    )
+    with pytest.raises(ValueError):
+        DetectConfig(workers=17)
 
 
 def test_same_frames_pts_and_audio_bytes(people_clip, blurred):

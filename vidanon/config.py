@@ -29,6 +29,10 @@ class DetectConfig:
         nms_threshold: IoU above which overlapping detections are merged.
         every: run the detector on every Nth frame only; the tracker predicts
             (and covers, grown) the frames between. 1 detects every frame.
+        workers: detector threads, each with its own detector, working on the
+            next frames while tracking consumes them in order; 0 picks a
+            quarter of the cores, at most 3 (1, on the main thread, below 8
+            cores). Same detections either way.
     """
 
     backend: str = "yunet"
@@ -36,12 +40,18 @@ class DetectConfig:
     max_size: int = 640
     nms_threshold: float = 0.3
     every: int = 1
+    workers: int = 0
 
     def __post_init__(self) -> None:
         _check(0.0 < self.score_threshold < 1.0, f"score_threshold must be in (0, 1), got {self.score_threshold}")
         _check(self.max_size >= 64, f"max_size must be at least 64, got {self.max_size}")
         _check(0.0 < self.nms_threshold <= 1.0, f"nms_threshold must be in (0, 1], got {self.nms_threshold}")
         _check(1 <= self.every <= 30, f"every must be in [1, 30], got {self.every}")
+        _check(0 <= self.workers <= 16, f"detector workers must be in [0, 16], got {self.workers}")
+
+    def worker_count(self) -> int:
+        """Detector threads: `workers`, or the automatic choice."""
+        return self.workers if self.workers else max(1, min(3, (os.cpu_count() or 1) // 4))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -120,27 +121,61 @@ class FrameAnonymizer:
         self.coverer = coverer or make_coverer(cfg.cover)
         self.track_ids: set[int] = set()
         self.seconds = {"detect": 0.0, "track": 0.0, "cover": 0.0}
+        # Detection of the next frames on a pool, one detector per thread (detectors keep
+        # per-call state); a detector handed in stays on the calling thread.
+        workers = 1 if detector is not None else cfg.detect.worker_count()
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="vidanon-detect") if workers > 1 else None
+        self.depth = 2 * workers  # frames in flight on the pool
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._spare = [self.detector]
 
-    def locate(self, rgb: np.ndarray, index: int, scene_cut: bool = False) -> tuple[FaceDetections, bool]:
-        """Faces to cover in this frame, and whether detection failed.
+    def _thread_detector(self):
+        d = getattr(self._local, "detector", None)
+        if d is None:
+            with self._lock:
+                d = self._spare.pop() if self._spare else None
+            self._local.detector = d = d or make_detector(self.cfg.detect)
+        return d
 
-        On a `scene_cut`, tracks of the previous shot are held only briefly, unless
-        detection failed (then the full hold applies: fail closed).
-        """
+    def detect(self, rgb: np.ndarray, index: int) -> tuple[FaceDetections, bool]:
+        """Detections in one frame, and whether detection failed. Safe on any thread."""
         failed = False
         t0 = time.perf_counter()
         try:
             if index % self.cfg.detect.every:
                 dets = FaceDetections.empty()  # skipped: the tracker predicts (and covers) every face
             else:
-                dets = self.detector.detect(rgb)
+                dets = (self.detector if self.pool is None else self._thread_detector()).detect(rgb)
         except Exception as exc:  # noqa: BLE001 - any stage failure is contained and covered
             log.debug("detector failed on frame %d: %s", index, exc)
             dets, failed = FaceDetections.empty(), True
+        with self._lock:
+            self.seconds["detect"] += time.perf_counter() - t0
+        return dets, failed
+
+    def detect_ahead(self, rgb: np.ndarray, index: int) -> Future | None:
+        """`detect` started on the pool (None without one: `locate` then detects)."""
+        return None if self.pool is None else self.pool.submit(self.detect, rgb, index)
+
+    def locate(
+        self,
+        rgb: np.ndarray,
+        index: int,
+        scene_cut: bool = False,
+        detected: tuple[FaceDetections, bool] | None = None,
+    ) -> tuple[FaceDetections, bool]:
+        """Faces to cover in this frame, and whether detection failed.
+
+        `detected`: this frame's `detect` result when it was made ahead; frames
+        must come in order. On a `scene_cut`, tracks of the previous shot are
+        held only briefly, unless detection failed (then the full hold applies:
+        fail closed).
+        """
+        dets, failed = detected if detected is not None else self.detect(rgb, index)
         t1 = time.perf_counter()
         faces = self.tracker.update(dets, index, scene_cut=scene_cut and not failed)
         self.track_ids.update(int(t) for t in faces.track_id if t >= 0)
-        self.seconds["detect"] += t1 - t0
         self.seconds["track"] += time.perf_counter() - t1
         return faces, failed
 
@@ -451,13 +486,10 @@ def anonymize_video(
             if not _put(cov_q, entry, stop, cov_t) or cov_t.error is not None:
                 raise _stage_error(cov_t)
 
-        try:
-            if tracks_path is not None:
-                tracks = TracksWriter(Path(tracks_path), info)
-            dec_t.start()
-            cov_t.start()
-            enc_t.start()
-            total = info.frames
+        def frames():
+            """Decoded frames in order, each with its detections when they were made
+            ahead on the detector pool (else None); other packets go straight on."""
+            ahead: deque = deque()
             while True:
                 item = _get(dec_q, stop, dec_t)
                 if item is _DONE:
@@ -466,11 +498,31 @@ def anonymize_video(
                     _forward(item)
                     continue
                 assert isinstance(item, VideoItem)
+                job = fa.detect_ahead(item.rgb, item.meta.index)
+                if job is None:
+                    yield item, None
+                    continue
+                ahead.append((item, job))
+                while len(ahead) > fa.depth:
+                    done, job = ahead.popleft()
+                    yield done, job.result()
+            while ahead:
+                done, job = ahead.popleft()
+                yield done, job.result()
+
+        try:
+            if tracks_path is not None:
+                tracks = TracksWriter(Path(tracks_path), info)
+            dec_t.start()
+            cov_t.start()
+            enc_t.start()
+            total = info.frames
+            for item, detected in frames():
                 summary.frames_read += 1
                 cut = is_cut(item.rgb)
                 if cut:
                     last_cut = item.meta.index
-                faces, failed = fa.locate(item.rgb, item.meta.index, scene_cut=cut)
+                faces, failed = fa.locate(item.rgb, item.meta.index, scene_cut=cut, detected=detected)
                 _backfill(buffer, faces, fa.tracker.new_ids, cfg.track.hold_growth, last_cut)
                 buffer.append(_Pending(item.rgb, item.meta, faces, failed))
                 while len(buffer) > cfg.track.lookahead:
