@@ -116,6 +116,7 @@ def evaluate(
             other = GanCoverer.__new__(GanCoverer)
             other.__dict__.update(cov.__dict__)
             other.cfg = CoverConfig(**{**cov.cfg.__dict__, "seed": seed + k})
+            other.redraws, other.checked = {}, set()  # the identity guard checks each seed's faces anew
             embs.append(sface.embed(other.cover(frame, d, 0), d))
         for a in range(n_z):
             for b in range(a + 1, n_z):

@@ -125,6 +125,10 @@ def test_latents_are_deterministic_per_seed_and_track():
     assert torch.equal(latent(3, 7, 100), latent(3, 7, 100))
     assert not torch.equal(latent(3, 7, 100), latent(3, 8, 100))
     assert not torch.equal(latent(3, 7, 100), latent(4, 7, 100))
+    # the identity guard's replacement z: each redraw its own, reproducible, none a plain track's
+    redrawn = [latent(3, 7, 100, redraw=r) for r in range(4)]
+    assert torch.equal(redrawn[0], latent(3, 7, 100)) and torch.equal(redrawn[2], latent(3, 7, 100, redraw=2))
+    assert len({tuple(z.tolist()) for z in redrawn + [latent(3, t, 100) for t in range(20)]}) == 4 + 19
     before = torch.get_rng_state()
     latent(3, 7, 100)
     assert torch.equal(before, torch.get_rng_state()), "global RNG must not be touched"
@@ -411,9 +415,73 @@ def test_tracks_held_across_a_cut_get_the_filter_not_a_face(tiny_ckpt, photo_fac
     assert np.abs(out2[only_held].astype(int) - filtered[only_held].astype(int)).mean() > 10
 
 
+def test_identity_guard_redraws_a_face_like_the_original(tiny_ckpt, photo_faces, monkeypatch):
+    """A generator that gave back the original face would leak the person. The guard
+    compares each new track's first face with the original (SFace) and draws the track
+    another z; the least alike is kept and the track's z then stays fixed. The generator
+    (the guard's neighbour) is replaced by one that copies the face for a track's first z
+    and paints flat grey for any other."""
+    from vidanon.anonymize import gan as gan_mod
+
+    img, faces = photo_faces
+    dim = load_generator(tiny_ckpt).cfg.z_dim
+    first = [latent(5, int(t), dim) for t in faces.track_id]
+    calls = []
+
+    def copying(crops, z):
+        calls.append(len(z))
+        out = crops.images.copy()
+        for k in range(len(z)):
+            if not any(torch.equal(z[k], f) for f in first):
+                out[k] = 128
+        return out
+
+    outs = {}
+    for guard in (False, True):
+        cov = _coverer(tiny_ckpt, seed=5, identity_guard=guard)
+        monkeypatch.setattr(cov, "generate", copying)
+        calls.clear()
+        outs[guard] = cov.cover(img, faces, 0)
+        if guard:
+            # every track was redrawn (a grey face in the person's own hair and frame can
+            # still read as them to SFace: then the guard tries again, up to GUARD_REDRAWS)
+            assert set(cov.redraws) == {int(t) for t in faces.track_id} and min(cov.redraws.values()) >= 1
+            assert calls[:2] == [len(faces), len(faces)] and len(calls) <= 1 + gan_mod.GUARD_REDRAWS
+            calls.clear()
+            cov.cover(img, faces, 1)
+            assert calls == [len(faces)]  # checked once per track; the redrawn z stays
+            zs = gan_mod.latents_for_faces(5, faces.track_id, dim, 1, False, redraws=cov.redraws)
+            assert all(
+                torch.equal(z, latent(5, int(t), dim, redraw=cov.redraws[int(t)])) for z, t in zip(zs, faces.track_id)
+            )
+            assert not any(torch.equal(z, f) for z in zs for f in first)
+        else:
+            assert cov.redraws == {} and calls == [len(faces)]
+    hard = region_mask(img.shape[:2], faces, replace(CoverConfig(), mask_scale=1.0)) > 0
+    # unguarded, the copying generator leaks the faces; guarded, they are grey
+    assert np.abs(outs[False][hard].astype(int) - img[hard].astype(int)).mean() < 6
+    assert np.abs(outs[True][hard].astype(int) - 128).mean() < 6
+
+
+def test_identity_guard_off_without_sface(tiny_ckpt, monkeypatch):
+    """Where SFace cannot load (OpenCV 5's engine cannot run it), gan mode still runs,
+    without the guard, and says so; per-frame z has no guard (each frame is a new face)."""
+    import vidanon.metrics.sface as sface_mod
+
+    def broken():
+        raise ModelLoadError("could not load SFace")
+
+    monkeypatch.setattr(sface_mod, "SFace", broken)
+    cov = _coverer(tiny_ckpt)
+    assert cov.sface is None and cov.warnings == ["identity guard off (could not load SFace)"]
+    monkeypatch.undo()
+    assert _coverer(tiny_ckpt, z_mode="per-frame").sface is None
+    assert _coverer(tiny_ckpt).sface is not None
+
+
 def test_gan_batches_all_faces_of_a_frame(tiny_ckpt, photo_faces):
     img, faces = photo_faces
-    cov = _coverer(tiny_ckpt)
+    cov = _coverer(tiny_ckpt, identity_guard=False)  # the guard may add batches for new tracks
     calls = []
     real = cov.generate
     cov.generate = lambda crops, z: calls.append(len(z)) or real(crops, z)
@@ -691,7 +759,7 @@ def test_donor_generator_covers_faces(tmp_path, photo_faces):
     net = _net(DONOR)
     save_checkpoint(path, net.cfg, net.state_dict())
     img, faces = photo_faces
-    cov = _coverer(path, seed=3)
+    cov = _coverer(path, seed=3, identity_guard=False)  # the guard may redraw z for a random net
     a = cov.cover(img, faces, 0)
     assert cov.donors.misses == len(faces)  # one donor per track ...
     assert np.array_equal(cov.cover(img, faces, 1), a) and cov.donors.misses == len(faces)  # ... made once

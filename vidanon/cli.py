@@ -167,6 +167,12 @@ def anonymize(
         "--temporal-blend",
         help="gan mode: weight of the new generated face against the track's previous one (1 = off; 0.5 cuts flicker).",
     ),
+    identity_guard: bool = typer.Option(
+        True,
+        "--identity-guard/--no-identity-guard",
+        help="gan mode, per-track z: check each track's first fake face against the original with SFace and "
+        "draw another z if it looks like the same person.",
+    ),
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Generator checkpoint (default: the bundled one)."
     ),
@@ -234,6 +240,7 @@ def anonymize(
                     seed=seed,
                     temporal_blend=temporal_blend,
                     z_mode=z_mode.value,
+                    identity_guard=identity_guard,
                     checkpoint=str(checkpoint) if checkpoint else None,
                     device=device,
                     precision=precision,

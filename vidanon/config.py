@@ -113,6 +113,10 @@ class CoverConfig:
         precision: generator arithmetic on the CPU: "auto" (bfloat16 where the
             CPU computes it natively, AVX512-BF16 or AMX; float32 elsewhere),
             "fp32" or "bf16". CUDA always uses float16 autocast.
+        identity_guard: gan mode, one z per track: the first generated face of
+            each track is compared with the original face (SFace); at a cosine
+            of GUARD_COSINE or more the track gets another z (up to
+            GUARD_REDRAWS times), so no fake face passes for the real person.
         face_workers: gan mode: threads that make the crops and paste-back
             warps of a frame's faces in parallel; 0 picks a quarter of the
             cores, at most 4 (1, serial, below 8 cores). Same output either way.
@@ -129,6 +133,7 @@ class CoverConfig:
     min_gan_size: int = 12
     temporal_blend: float = 0.5
     precision: str = "auto"
+    identity_guard: bool = True
     face_workers: int = 0
 
     def __post_init__(self) -> None:

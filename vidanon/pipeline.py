@@ -595,7 +595,7 @@ def anonymize_video(
     summary.streams_copied = st.streams_copied
     summary.streams_reencoded = st.streams_reencoded
     summary.streams_dropped = st.streams_dropped
-    summary.warnings = writer.warnings + summary.warnings
+    summary.warnings = writer.warnings + list(getattr(fa.coverer, "warnings", [])) + summary.warnings
     if st.pts_fixed:
         summary.warnings.append(f"{st.pts_fixed} frame(s) had missing or out-of-order timestamps; renumbered")
     summary.tracks = len(fa.track_ids)

@@ -45,6 +45,10 @@ def _window(
     return x0, y0, max(min(width, x1), x0 + 1), max(min(height, y1), y0 + 1)
 
 
+GUARD_COSINE = 0.30  # SFace cosine at which a generated face counts as too like the original (same-person: 0.363)
+GUARD_REDRAWS = 4  # replacement z the identity guard tries per track
+
+
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
@@ -103,6 +107,18 @@ class GanCoverer:
         # only on machines with cores to spare beside decode, detection and encode
         workers = face_workers(cfg.face_workers)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="vidanon-face") if workers > 1 else None
+        # identity guard (CoverConfig.identity_guard): per track, how many z were redrawn, and which were checked
+        self.redraws: dict[int, int] = {}
+        self.checked: set[int] = set()
+        self.warnings: list[str] = []
+        self.sface = None
+        if cfg.identity_guard and cfg.z_mode == "per-track":
+            from vidanon.metrics.sface import SFace
+
+            try:
+                self.sface = SFace()
+            except ModelLoadError as exc:
+                self.warnings.append(f"identity guard off ({exc})")
 
     @torch.inference_mode()
     def generate(self, crops: align.Crops, z: torch.Tensor) -> np.ndarray:
@@ -170,6 +186,58 @@ class GanCoverer:
         alpha = align.warp_back(align.feather(crops.masks[i], res), m, rect, cv2.INTER_LINEAR)
         return rect, hard, rgb, np.maximum(alpha, hard.astype(np.float32))
 
+    def _guard(
+        self,
+        frame: np.ndarray,
+        faces: FaceDetections,
+        crops: align.Crops,
+        gen: np.ndarray,
+        frame_index: int,
+        positions: np.ndarray,
+    ) -> np.ndarray:
+        """The identity guard: the first generated face of each new track, pasted, is
+        compared with the original face by SFace (both at the original landmarks); at
+        GUARD_COSINE or more the track gets its next z, up to GUARD_REDRAWS times, and
+        keeps the least alike. Each track is checked once; its z then stays fixed."""
+        todo = [i for i, t in enumerate(faces.track_id) if t >= 0 and int(t) not in self.checked]
+        if not todo:
+            return gen
+        h, w = frame.shape[:2]
+        sub = faces[np.array(todo)]
+        e_orig = self.sface.embed(frame, sub)
+        gen = gen.copy()
+        tids = [int(faces.track_id[i]) for i in todo]
+        best = {i: (2.0, gen[i], self.redraws.get(t, 0)) for i, t in zip(todo, tids)}
+        for attempt in range(GUARD_REDRAWS + 1):
+            cand = frame.copy()
+            for i in todo:
+                part = self._paste_part(gen[i], crops, i, faces.xyxy[i], w, h)
+                if part is not None:
+                    (x0, y0, x1, y1), _, rgb, alpha = part
+                    cand[y0:y1, x0:x1] = cv2.blendLinear(rgb, cand[y0:y1, x0:x1], alpha, 1 - alpha)
+            cos = np.sum(e_orig * self.sface.embed(cand, sub), axis=1)
+            alike = []
+            for k, (i, t) in enumerate(zip(todo, tids)):
+                if cos[k] < best[i][0]:
+                    best[i] = (float(cos[k]), gen[i].copy(), self.redraws.get(t, 0))
+                if cos[k] >= GUARD_COSINE:
+                    alike.append(i)
+            if not alike or attempt == GUARD_REDRAWS:
+                break
+            for i in alike:
+                t = int(faces.track_id[i])
+                self.redraws[t] = self.redraws.get(t, 0) + 1
+            idx = np.array(alike)
+            z = latents_for_faces(
+                self.cfg.seed, faces.track_id[idx], self.gcfg.z_dim, frame_index, False, positions[idx], self.redraws
+            )
+            sel = align.Crops(crops.images[idx], crops.masks[idx], crops.heatmaps[idx], crops.transforms[idx])
+            gen[idx] = self.generate(sel, z)
+        for i, t in zip(todo, tids):
+            _, gen[i], self.redraws[t] = best[i]
+            self.checked.add(t)
+        return gen
+
     def cover(self, frame: np.ndarray, faces: FaceDetections, frame_index: int) -> np.ndarray:
         """A new frame with every face of `faces` replaced or, if too small, filtered.
 
@@ -190,10 +258,13 @@ class GanCoverer:
         if len(big):
             gfaces = faces[big]
             crops = self._crops(frame, gfaces)
+            per_frame = self.cfg.z_mode == "per-frame"
             z = latents_for_faces(
-                self.cfg.seed, gfaces.track_id, self.gcfg.z_dim, frame_index, self.cfg.z_mode == "per-frame", big
+                self.cfg.seed, gfaces.track_id, self.gcfg.z_dim, frame_index, per_frame, big, self.redraws
             )
             gen = self.generate(crops, z)
+            if self.sface is not None:
+                gen = self._guard(frame, gfaces, crops, gen, frame_index, big)
             gen = self.blend(gen, crops.masks, gfaces.track_id, frame_index)
             pastes = []
             for part in self._map(lambda i: self._paste_part(gen[i], crops, i, gfaces.xyxy[i], w, h), len(gfaces)):

@@ -32,6 +32,7 @@ def latent(
     dim: int,
     frame_index: int | None = None,
     face_index: int = 0,
+    redraw: int = 0,
 ) -> torch.Tensor:
     """One z of shape (dim,), float32, standard normal.
 
@@ -43,6 +44,9 @@ def latent(
         frame_index: given for per-frame z (DeepPrivacy behaviour); None for
             one z per track.
         face_index: position in the frame, used only for untracked faces.
+        redraw: for one z per track: the track's n-th replacement z (the identity
+            guard draws another when a face came out like the original person);
+            0 is the track's first z.
 
     Returns:
         A CPU tensor; the same arguments always give the same values.
@@ -50,7 +54,7 @@ def latent(
     if track_id < 0:
         key = _seed(_UNTRACKED, seed, frame_index if frame_index is not None else -1, face_index)
     elif frame_index is None:
-        key = _seed(_TRACK, seed, track_id)
+        key = _seed(_TRACK, seed, track_id) if redraw == 0 else _seed(_TRACK, seed, track_id, redraw)
     else:
         key = _seed(_FRAME, seed, track_id, frame_index)
     gen = torch.Generator(device="cpu")
@@ -65,6 +69,7 @@ def latents_for_faces(
     frame_index: int,
     per_frame: bool,
     face_indices: np.ndarray | None = None,
+    redraws: dict[int, int] | None = None,
 ) -> torch.Tensor:
     """z for every face of a frame, (n, dim).
 
@@ -76,11 +81,19 @@ def latents_for_faces(
         per_frame: draw a new z each frame (still deterministic).
         face_indices: (n,) positions of the faces in the frame (for untracked
             faces); default 0..n-1.
+        redraws: track id -> redraw count (`latent`'s `redraw`), for one z per track.
     """
     tids = np.asarray(track_ids).tolist()
     pos = list(range(len(tids))) if face_indices is None else np.asarray(face_indices).tolist()
     rows = [
-        latent(seed, int(t), dim, frame_index if (per_frame or t < 0) else None, face_index=int(i))
+        latent(
+            seed,
+            int(t),
+            dim,
+            frame_index if (per_frame or t < 0) else None,
+            face_index=int(i),
+            redraw=(redraws or {}).get(int(t), 0),
+        )
         for i, t in zip(pos, tids)
     ]
     if not rows:
