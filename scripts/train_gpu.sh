@@ -9,9 +9,10 @@
 #
 # Environment: MINUTES (default 9, keep chunks <= 10 min), BATCH (default 128),
 # WORKERS (data threads, default 14), PRODUCERS (batch-assembling threads, default 4),
-# REUSE (--max-reuse, default 2), SWAP (--swap-prob, default 1: the bundled generator's
-# recipe; its donor input needs swapped crops), DEVICE (default cuda; cpu for a dry run),
-# PYTHON (default python), EXTRA (more options).
+# REUSE (--max-reuse, default 2), SWAP / SWAP_SCALE (--swap-prob / --swap-scale; default:
+# what the resumed checkpoint was trained with, stored in it; a new run uses 1 / 0.8, the
+# bundled generator's recipe: its donor input needs swapped crops), DEVICE (default cuda;
+# cpu for a dry run), PYTHON (default python), EXTRA (more options).
 # OpenCV and torch run one thread each per worker (--threads 1): the parallelism
 # is across faces, and nested OpenCV thread pools only contend.
 # Each chunk continues the step counter; copy OUT back to vidanon/weights/generator.pt
@@ -22,11 +23,13 @@ RESUME=${1:-vidanon/weights/generator.pt}
 DEST=${2:-${OUT:-/tmp}/ckpt.pt}
 ARGS=(--device "${DEVICE:-cuda}" --minutes "${MINUTES:-9}" --batch-size "${BATCH:-128}"
       --workers "${WORKERS:-14}" --producers "${PRODUCERS:-4}" --max-reuse "${REUSE:-2}" --threads 1
-      --swap-prob "${SWAP:-1}" --save-every 120 --log-every 50 --out "$DEST")
+      --save-every 120 --log-every 50 --out "$DEST")
 if [[ "$RESUME" != "none" ]]; then
   ARGS+=(--resume "$RESUME")
 else
-  ARGS+=(--donor)
+  ARGS+=(--donor --swap-prob "${SWAP:-1}" --swap-scale "${SWAP_SCALE:-0.8}")
 fi
+[[ "$RESUME" == "none" || -z "${SWAP:-}" ]] || ARGS+=(--swap-prob "$SWAP")
+[[ "$RESUME" == "none" || -z "${SWAP_SCALE:-}" ]] || ARGS+=(--swap-scale "$SWAP_SCALE")
 # shellcheck disable=SC2086
 exec "${PYTHON:-python}" scripts/train.py "${ARGS[@]}" ${EXTRA:-}

@@ -286,3 +286,26 @@ def test_concurrent_producers_and_batch_reuse(tmp_path):
     assert summary["step"] == 6 and summary["reused_batches"] == 4  # batches 1, 1, 1, 2, 2, 2
     with pytest.raises(ValueError):
         _cfg(tmp_path / "x.pt", steps=1, max_reuse=0)
+
+
+@needs_teacher
+def test_resume_keeps_the_runs_swap_settings(tmp_path):
+    """`vidanon train --resume` continues with the swap settings stored in the checkpoint
+    (a donor generator trained on without swaps would learn to copy the crop's own face);
+    an option given on the command line wins."""
+    import torch
+    from typer.testing import CliRunner
+
+    from vidanon.cli import app
+
+    def run(*args: str) -> dict:
+        res = CliRunner().invoke(app, ["train", "--steps", "1", "--batch-size", "2", "--width", "8", *args])
+        assert res.exit_code == 0, res.output
+        return torch.load(args[args.index("--out") + 1], weights_only=True)["train"]["hyper"]
+
+    a, b, c = (str(tmp_path / f"{n}.pt") for n in "abc")
+    assert run("--out", a, "--donor", "--swap-prob", "1", "--swap-scale", "0.7")["swap_scale"] == 0.7
+    first = run("--out", b, "--resume", a, "--steps", "2")
+    assert (first["swap_prob"], first["swap_scale"]) == (1.0, 0.7)
+    second = run("--out", c, "--resume", b, "--steps", "3", "--swap-scale", "0.8")
+    assert (second["swap_prob"], second["swap_scale"]) == (1.0, 0.8)

@@ -98,21 +98,22 @@ def train_cmd(
         ),
     ] = None,
     swap_prob: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--swap-prob",
             help="Share of teacher crops made face swaps (another teacher face blended in, with its z), "
-            "so the face must come from z, not the context.",
+            "so the face must come from z, not the context. Default: the resumed run's, else 0.",
         ),
-    ] = 0.0,
+    ] = None,
     swap_scale: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--swap-scale",
             help="Size of the swapped region: the face box's ellipse at this scale (0.9: the whole face, "
-            "smaller: the inner face only, without the other face's hair and background).",
+            "smaller: the inner face only, without the other face's hair and background). "
+            "Default: the resumed run's, else 0.9.",
         ),
-    ] = 0.9,
+    ] = None,
     reset_discriminator: Annotated[
         bool,
         typer.Option(
@@ -151,6 +152,14 @@ def train_cmd(
         raise InputError("--data folder needs --folder PATH")
     if steps == 0 and minutes == 0:
         raise InputError("give --steps or --minutes (or both)")
+    # swap settings are part of the recipe: a resumed run keeps its own unless told otherwise
+    # (a donor generator trained on without swaps would learn to copy the crop's own face)
+    stored = _stored_recipe(resume) if resume is not None else {}
+    if swap_prob is None:
+        swap_prob = float(stored.get("swap_prob", 0.0))
+    if swap_scale is None:
+        swap_scale = float(stored.get("swap_scale", 0.9))
+    logging.getLogger("vidanon.train").info("swaps: --swap-prob %g --swap-scale %g", swap_prob, swap_scale)
     gcfg = None
     if resume is None or resolution is not None or width is not None or donor is not None:
         kwargs = {}
@@ -206,3 +215,12 @@ def train_cmd(
         raise InputError(str(exc)) from exc
     summary = train(cfg, gcfg)
     logging.getLogger("vidanon.train").info("done: %s", summary)
+
+
+def _stored_recipe(path: Path) -> dict:
+    """The recipe (`TrainConfig.hyper`) a checkpoint was trained with; {} when it has none."""
+    from vidanon.anonymize.checkpoint import read_checkpoint
+
+    train = read_checkpoint(path).get("train") or {}
+    hyper = train.get("hyper") if isinstance(train, dict) else None
+    return hyper if isinstance(hyper, dict) else {}
