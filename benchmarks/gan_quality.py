@@ -18,6 +18,8 @@ embedded with the ORIGINAL face's landmarks in both images):
              by +-5%: mean cos to the unshifted replacement (goal >= 0.6)
   realism    share of the faces YuNet finds in the original that it finds again
              (IoU > 0.5) in the replaced image (goal >= 90%)
+  guard      share of faces whose first z the identity guard replaced (the figures
+             above are measured with the guard on, as `vidanon anonymize` runs)
 
 The contact sheet has one row per face: original crop, masked generator input,
 4 outputs for 4 different z (crop space), and the face pasted back into the image.
@@ -101,13 +103,15 @@ def evaluate(
     cov: GanCoverer, frames: list[np.ndarray], det: YuNetDetector, sface: SFace, seed: int, n_z: int = 4
 ) -> tuple[dict, list]:
     g = cov.gcfg
-    priv, div, stab, found, total = [], [], [], 0, 0
+    priv, div, stab, found, total, redrawn = [], [], [], 0, 0, 0
     rows = []
     for frame in frames:
         d = with_ids(det.detect(frame))
         if not len(d):
             continue
+        cov.redraws, cov.checked = {}, set()  # new people in every frame (ids restart at 0)
         base = cov.cover(frame, d, 0)
+        redrawn += sum(1 for v in cov.redraws.values() if v)
         e_orig, e_base = sface.embed(frame, d), sface.embed(base, d)
         priv += list(np.sum(e_orig * e_base, 1))
         # every pair of n_z seeds on the same faces: n_z (n_z - 1) / 2 pairs per face
@@ -145,6 +149,7 @@ def evaluate(
         "stability_mean_cos": float(np.mean(stab)),
         "stability_min_cos": float(np.min(stab)),
         "realism_redetected": float(found / max(total, 1)),
+        "guard_redrawn": float(redrawn / max(total, 1)),
     }
     return figures, rows
 
