@@ -371,50 +371,6 @@ def test_face_workers_give_the_same_frame(tiny_ckpt, photo_faces):
     assert face_workers(2) == 2 and 0 <= face_workers(0) <= 4
 
 
-def test_tracks_held_across_a_cut_get_the_filter_not_a_face(tiny_ckpt, photo_faces):
-    """After a scene cut the previous shot's tracks are held 2 frames at their old places
-    (fail closed). In gan mode those places get the fallback filter: a generated face
-    pasted there would be painted over whatever the new shot shows. The new shot's faces
-    are still generated."""
-    from vidanon.config import PipelineConfig, TrackConfig
-    from vidanon.pipeline import FrameAnonymizer
-    from vidanon.track.tracker import CUT_HOLD_FRAMES, FaceTracker
-
-    img, faces = photo_faces
-    old = faces[:2]
-    new = FaceDetections(faces.xyxy[2:], faces.score[2:], faces.landmarks[2:], faces.track_id[2:], faces.state[2:])
-    tracker = FaceTracker(TrackConfig(smoothing=False))
-    first = tracker.update(old, 0)
-    assert tracker.cut_held_ids == set()
-    held_frames = []
-    for k in range(1, 6):
-        out = tracker.update(new, k, scene_cut=(k == 1))
-        held_frames.append(tracker.cut_held_ids)
-        if tracker.cut_held_ids:  # every held id is one of the old shot's, predicted here
-            rows = np.isin(out.track_id, list(tracker.cut_held_ids))
-            assert (out.state[rows] == 1).all() and set(out.track_id[rows]) <= set(first.track_id)
-    assert held_frames[:CUT_HOLD_FRAMES] == [set(first.track_id)] * CUT_HOLD_FRAMES
-    assert held_frames[CUT_HOLD_FRAMES:] == [set()] * (5 - CUT_HOLD_FRAMES)
-
-    cfg = PipelineConfig(cover=CoverConfig(mode="gan", checkpoint=str(tiny_ckpt)))
-    fa = FrameAnonymizer(cfg)
-    both = FaceDetections.concat(
-        [old.__class__(old.xyxy, old.score, old.landmarks, old.track_id, np.ones(2, np.int8)), new]
-    )
-    out, fallback = fa.cover(img, both, 1, False, frozenset(int(t) for t in old.track_id))
-    assert not fallback
-    filtered = apply_filter(img, old, cfg.cover, cfg.cover.fallback)
-    held_region = region_mask(img.shape[:2], old, cfg.cover) > 0
-    new_region = region_mask(img.shape[:2], new, replace(cfg.cover, mask_scale=1.0)) > 0
-    only_held = held_region & ~(region_mask(img.shape[:2], new, replace(cfg.cover, mask_scale=2.0)) > 0)
-    assert np.array_equal(out[only_held], filtered[only_held])
-    # the new shot's faces are generated, not filtered
-    assert np.abs(out[new_region].astype(int) - apply_filter(img, new, cfg.cover)[new_region].astype(int)).mean() > 10
-    # without the cut, the same predicted faces are generated like the others
-    out2, _ = fa.cover(img, both, 1, False)
-    assert np.abs(out2[only_held].astype(int) - filtered[only_held].astype(int)).mean() > 10
-
-
 def test_identity_guard_redraws_a_face_like_the_original(tiny_ckpt, photo_faces, monkeypatch):
     """A generator that gave back the original face would leak the person. The guard
     compares each new track's first face with the original (SFace) and draws the track

@@ -34,7 +34,7 @@ from vidanon.errors import InputError, OutputError, StrictModeError, VidanonErro
 from vidanon.io.decode import Demuxer, PacketItem, VideoItem, check_readable
 from vidanon.io.encode import VideoWriter
 from vidanon.track import FaceTracker
-from vidanon.types import BACKFILLED, PREDICTED, STATE_NAMES, FaceDetections, FrameMeta
+from vidanon.types import BACKFILLED, STATE_NAMES, FaceDetections, FrameMeta
 
 log = logging.getLogger("vidanon")
 
@@ -179,35 +179,20 @@ class FrameAnonymizer:
         self.seconds["track"] += time.perf_counter() - t1
         return faces, failed
 
-    def cover(
-        self, rgb: np.ndarray, faces: FaceDetections, index: int, failed: bool, cut_held: frozenset[int] = frozenset()
-    ) -> tuple[np.ndarray, bool]:
-        """The anonymized frame, and whether a fallback was used.
-
-        `cut_held`: track ids held across a scene cut. Their predicted places belong
-        to the previous shot, so they get the fallback filter, not a generated face
-        painted over whatever the new shot shows there (still covered: fail closed).
-        """
+    def cover(self, rgb: np.ndarray, faces: FaceDetections, index: int, failed: bool) -> tuple[np.ndarray, bool]:
+        """The anonymized frame, and whether a fallback was used."""
         t0 = time.perf_counter()
         try:
-            return self._cover(rgb, faces, index, failed, cut_held)
+            return self._cover(rgb, faces, index, failed)
         finally:
             self.seconds["cover"] += time.perf_counter() - t0
 
-    def _cover(
-        self, rgb: np.ndarray, faces: FaceDetections, index: int, failed: bool, cut_held: frozenset[int]
-    ) -> tuple[np.ndarray, bool]:
+    def _cover(self, rgb: np.ndarray, faces: FaceDetections, index: int, failed: bool) -> tuple[np.ndarray, bool]:
         mode = self.cfg.cover.fallback
         if failed:
             if len(faces):
                 return apply_filter(rgb, faces, self.cfg.cover, mode), True
             return cover_whole_frame(rgb, mode), True
-        if cut_held and len(faces):
-            held = (faces.state == PREDICTED) & np.isin(faces.track_id, list(cut_held))
-            if held.any():
-                # filtered first, so that the new shot's faces are covered on top
-                rgb = apply_filter(rgb, faces[held], self.cfg.cover, mode)
-                faces = faces[~held]
         if not len(faces):
             return rgb, False
         # held and back-filled regions first, detected faces last, on top
@@ -258,7 +243,6 @@ class _Pending:
     meta: FrameMeta
     faces: FaceDetections
     failed: bool
-    cut_held: frozenset[int] = frozenset()  # tracks held across a scene cut (FaceTracker.cut_held_ids)
 
 
 def _backfill(
@@ -481,7 +465,7 @@ def anonymize_video(
         last_cut = 0
 
         def emit(entry: _Pending) -> None:
-            out, fallback = fa.cover(entry.rgb, entry.faces, entry.meta.index, entry.failed, entry.cut_held)
+            out, fallback = fa.cover(entry.rgb, entry.faces, entry.meta.index, entry.failed)
             summary.frames_with_fallback += int(fallback)
             summary.stage_errors += int(entry.failed)
             summary.faces_covered += len(entry.faces)
@@ -540,7 +524,7 @@ def anonymize_video(
                     last_cut = item.meta.index
                 faces, failed = fa.locate(item.rgb, item.meta.index, scene_cut=cut, detected=detected)
                 _backfill(buffer, faces, fa.tracker.new_ids, cfg.track.hold_growth, last_cut)
-                buffer.append(_Pending(item.rgb, item.meta, faces, failed, frozenset(fa.tracker.cut_held_ids)))
+                buffer.append(_Pending(item.rgb, item.meta, faces, failed))
                 while len(buffer) > cfg.track.lookahead:
                     _send(buffer.popleft())
                 if progress is not None:

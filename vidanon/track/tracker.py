@@ -32,7 +32,6 @@ class _TrackState:
         self.missed = 0
         self.last_box: np.ndarray | None = None
         self.last_lm_rel: np.ndarray | None = None  # landmarks relative to the box, for predictions
-        self.cut_held = False  # held across a scene cut, not detected since
 
 
 def _contains(outer: np.ndarray, inner: np.ndarray, slack: float) -> bool:
@@ -55,9 +54,6 @@ class FaceTracker:
         )
         self._states: dict[int, _TrackState] = {}
         self.new_ids: list[int] = []
-        # ids of this update's predictions that are held across a scene cut: their places
-        # belong to the previous shot (the caller covers them with a plain filter)
-        self.cut_held_ids: set[int] = set()
 
     def update(self, dets: FaceDetections, frame_index: int, scene_cut: bool = False) -> FaceDetections:
         """Matches `dets` to tracks and adds held predictions.
@@ -103,7 +99,6 @@ class FaceTracker:
             tids[i] = tid
             st = self._states.setdefault(tid, _TrackState(self.cfg))
             st.missed = 0
-            st.cut_held = False
             raw_box = dets.xyxy[i].astype(np.float64)
             if self.cfg.smoothing:
                 vec = np.concatenate([raw_box, dets.landmarks[i].reshape(-1)])
@@ -118,7 +113,6 @@ class FaceTracker:
             st.last_lm_rel = (lms[i] - st.last_box[:2]) / wh
 
         p_xyxy, p_lm, p_tid = [], [], []
-        self.cut_held_ids = set()
         for tid, est in predicted:
             st = self._states.get(tid)
             if st is None or st.last_box is None:
@@ -126,11 +120,8 @@ class FaceTracker:
             st.missed += 1
             if scene_cut:  # hold a little longer (a flash is not a cut), not the full hold
                 st.missed = max(st.missed, self.cfg.hold_frames - CUT_HOLD_FRAMES + 1)
-                st.cut_held = True
             if st.missed > self.cfg.hold_frames:
                 continue
-            if st.cut_held:
-                self.cut_held_ids.add(tid)
             box = np.array([min(est[0], est[2]), min(est[1], est[3]), max(est[0], est[2]), max(est[1], est[3])])
             # the prediction may drift: keep it at least as large as the last seen face, then grow it
             c = (box[:2] + box[2:]) / 2
