@@ -10,7 +10,7 @@
 # Environment: MINUTES (default 9, keep chunks <= 10 min), BATCH (default 128),
 # WORKERS (data threads, default 14), PRODUCERS (batch-assembling threads, default 4),
 # REUSE (--max-reuse, default 2), SWAP / SWAP_SCALE (--swap-prob / --swap-scale; default:
-# what the resumed checkpoint was trained with, stored in it; a new run uses 1 / 0.8, the
+# what the resumed checkpoint was trained with, stored in it; a new run uses 1 / 0.9, the
 # bundled generator's recipe: its donor input needs swapped crops), DEVICE (default cuda;
 # cpu for a dry run), PYTHON (default python), EXTRA (more options).
 # OpenCV and torch run one thread each per worker (--threads 1): the parallelism
@@ -27,7 +27,7 @@ ARGS=(--device "${DEVICE:-cuda}" --minutes "${MINUTES:-9}" --batch-size "${BATCH
 if [[ "$RESUME" != "none" ]]; then
   ARGS+=(--resume "$RESUME")
 else
-  ARGS+=(--donor --swap-prob "${SWAP:-1}" --swap-scale "${SWAP_SCALE:-0.8}")
+  ARGS+=(--donor --swap-prob "${SWAP:-1}" --swap-scale "${SWAP_SCALE:-0.9}")
 fi
 [[ "$RESUME" == "none" || -z "${SWAP:-}" ]] || ARGS+=(--swap-prob "$SWAP")
 [[ "$RESUME" == "none" || -z "${SWAP_SCALE:-}" ]] || ARGS+=(--swap-scale "$SWAP_SCALE")
