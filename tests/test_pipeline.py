@@ -263,3 +263,29 @@ def test_cut_detector_flags_cuts_not_occluders_or_pans():
     pan = CutDetector()
     base = pan_frame(photo("faceapi-sample3.jpg"), (480, 270), 0.0)
     assert not any(pan(np.roll(base, 30 * k, axis=1)) for k in range(6))
+
+
+def test_boxes_held_across_a_cut_grow_like_any_miss():
+    """After a scene cut the previous shot's faces are held CUT_HOLD_FRAMES frames (a flash is
+    not a cut), grown per frame unseen like any missed face, not as if they had been missed
+    for most of --hold-frames (which painted large covers over the new shot)."""
+    from vidanon.config import TrackConfig
+    from vidanon.track.tracker import CUT_HOLD_FRAMES, FaceTracker
+    from vidanon.types import FaceDetections
+
+    box = np.array([[100, 100, 180, 200]], np.float32)
+    lm = np.tile(np.array([[120, 140], [160, 140], [140, 160], [125, 180], [155, 180]], np.float32), (1, 1, 1))
+    face = FaceDetections(box, np.ones(1, np.float32), lm, np.full(1, -1), np.zeros(1, np.int8))
+    cfg = TrackConfig(smoothing=False)
+    sizes = {}
+    for cut in (False, True):
+        tr = FaceTracker(cfg)
+        for k in range(3):
+            tr.update(face, k)
+        held = [tr.update(FaceDetections.empty(), 3 + j, scene_cut=cut and j == 0) for j in range(cfg.hold_frames + 1)]
+        sizes[cut] = [float(h.xyxy[0, 2] - h.xyxy[0, 0]) if len(h) else 0.0 for h in held]
+    w = float(box[0, 2] - box[0, 0])
+    assert sizes[False][0] == pytest.approx(w * (1 + cfg.hold_growth), rel=0.02)
+    assert sizes[True][:CUT_HOLD_FRAMES] == pytest.approx(sizes[False][:CUT_HOLD_FRAMES])
+    assert all(s == 0 for s in sizes[True][CUT_HOLD_FRAMES:])  # then dropped
+    assert sum(s > 0 for s in sizes[False]) > CUT_HOLD_FRAMES  # an ordinary miss is held longer

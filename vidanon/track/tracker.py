@@ -29,7 +29,8 @@ CUT_HOLD_FRAMES = 2
 class _TrackState:
     def __init__(self, cfg: TrackConfig) -> None:
         self.filter = OneEuro(cfg.min_cutoff, cfg.beta)
-        self.missed = 0
+        self.missed = 0  # counts towards hold_frames (a scene cut jumps it near the end)
+        self.unseen = 0  # frames since the last detection: how far the held box grows
         self.last_box: np.ndarray | None = None
         self.last_lm_rel: np.ndarray | None = None  # landmarks relative to the box, for predictions
 
@@ -98,7 +99,7 @@ class FaceTracker:
                 continue
             tids[i] = tid
             st = self._states.setdefault(tid, _TrackState(self.cfg))
-            st.missed = 0
+            st.missed = st.unseen = 0
             raw_box = dets.xyxy[i].astype(np.float64)
             if self.cfg.smoothing:
                 vec = np.concatenate([raw_box, dets.landmarks[i].reshape(-1)])
@@ -118,6 +119,7 @@ class FaceTracker:
             if st is None or st.last_box is None:
                 continue
             st.missed += 1
+            st.unseen += 1
             if scene_cut:  # hold a little longer (a flash is not a cut), not the full hold
                 st.missed = max(st.missed, self.cfg.hold_frames - CUT_HOLD_FRAMES + 1)
             if st.missed > self.cfg.hold_frames:
@@ -126,7 +128,7 @@ class FaceTracker:
             # the prediction may drift: keep it at least as large as the last seen face, then grow it
             c = (box[:2] + box[2:]) / 2
             half = np.maximum((box[2:] - box[:2]) / 2, (st.last_box[2:] - st.last_box[:2]) / 2)
-            half *= 1.0 + self.cfg.hold_growth * st.missed
+            half *= 1.0 + self.cfg.hold_growth * st.unseen
             box = np.concatenate([c - half, c + half])
             p_xyxy.append(box)
             p_lm.append(box[:2] + st.last_lm_rel * (box[2:] - box[:2]))
