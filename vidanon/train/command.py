@@ -154,7 +154,10 @@ def train_cmd(
         raise InputError("give --steps or --minutes (or both)")
     # swap settings are part of the recipe: a resumed run keeps its own unless told otherwise
     # (a donor generator trained on without swaps would learn to copy the crop's own face)
-    stored = _stored_recipe(resume) if resume is not None else {}
+    from vidanon.anonymize.checkpoint import config_of, read_checkpoint
+
+    blob = read_checkpoint(resume) if resume is not None else None
+    stored = _stored_recipe(blob) if blob is not None else {}
     if swap_prob is None:
         swap_prob = float(stored.get("swap_prob", 0.0))
     if swap_scale is None:
@@ -173,11 +176,9 @@ def train_cmd(
             gcfg = GeneratorConfig(**kwargs)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
-        if resume is not None:
+        if blob is not None:
             # only a conflicting request is an error; the checkpoint decides otherwise
-            from vidanon.anonymize.checkpoint import config_of, read_checkpoint
-
-            have = config_of(read_checkpoint(resume), resume)
+            have = config_of(blob, resume)
             want = {k: v for k, v in have.to_dict().items()}
             want.update(kwargs)
             gcfg = GeneratorConfig(**want)
@@ -217,10 +218,8 @@ def train_cmd(
     logging.getLogger("vidanon.train").info("done: %s", summary)
 
 
-def _stored_recipe(path: Path) -> dict:
+def _stored_recipe(blob: dict) -> dict:
     """The recipe (`TrainConfig.hyper`) a checkpoint was trained with; {} when it has none."""
-    from vidanon.anonymize.checkpoint import read_checkpoint
-
-    train = read_checkpoint(path).get("train") or {}
+    train = blob.get("train") or {}
     hyper = train.get("hyper") if isinstance(train, dict) else None
     return hyper if isinstance(hyper, dict) else {}
