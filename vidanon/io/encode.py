@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -36,22 +38,29 @@ class EncodeStats:
     pts_fixed: int = 0
 
 
+@contextmanager
+def _quiet_probe() -> Iterator[None]:
+    """FFmpeg logging off for a probe: its refusal is expected, not an error to count."""
+    level = av.logging.get_level()
+    av.logging.set_level(None)
+    try:
+        yield
+    finally:
+        av.logging.set_level(level)
+
+
 def _can_mux(fmt: str, stream: av.stream.Stream) -> bool:
     """Whether the muxer really takes a copy of `stream`: some accept a codec in their
     list and refuse it when writing the header (e.g. opus in mov)."""
     import io
 
-    av_logging_level = av.logging.get_level()
     try:
-        av.logging.set_level(None)  # the probe's refusal is expected, not an error to count
-        with av.open(io.BytesIO(), "w", format=fmt) as probe:
+        with _quiet_probe(), av.open(io.BytesIO(), "w", format=fmt) as probe:
             probe.add_stream_from_template(stream)
             probe.start_encoding()
         return True
     except (av.error.FFmpegError, ValueError, TypeError, OSError):
         return False
-    finally:
-        av.logging.set_level(av_logging_level)
 
 
 # x264 preset names -> NVENC's p1 (fastest) .. p7 (best)
@@ -79,20 +88,17 @@ def _nvenc_problem(codec: str, width: int, height: int, rate: Fraction) -> str |
     NVENC is compiled into PyAV's FFmpeg, but opening it needs an NVIDIA GPU and
     driver; without them the run falls back to libx264 instead of failing.
     """
-    level = av.logging.get_level()
     try:
-        av.logging.set_level(None)  # the probe's refusal is expected, not an error to count
-        ctx = av.codec.CodecContext.create(codec, "w")
-        ctx.width, ctx.height = max(2, width - width % 2), max(2, height - height % 2)
-        ctx.pix_fmt = "yuv420p"
-        ctx.time_base = 1 / rate
-        ctx.framerate = rate
-        ctx.open()
+        with _quiet_probe():
+            ctx = av.codec.CodecContext.create(codec, "w")
+            ctx.width, ctx.height = max(2, width - width % 2), max(2, height - height % 2)
+            ctx.pix_fmt = "yuv420p"
+            ctx.time_base = 1 / rate
+            ctx.framerate = rate
+            ctx.open()
         return None
     except (av.error.FFmpegError, ValueError, TypeError, OSError) as exc:
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    finally:
-        av.logging.set_level(level)
 
 
 def _describe(stream: av.stream.Stream) -> str:
