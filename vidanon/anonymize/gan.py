@@ -53,6 +53,13 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def _blend(out: np.ndarray, part: tuple) -> None:
+    """Blends one `GanCoverer._paste_part` into `out` in place: a per-pixel alpha blend in
+    OpenCV, exact where alpha is 0 or 1 (so the hard region gets the face exactly)."""
+    (x0, y0, x1, y1), _, rgb, alpha = part
+    out[y0:y1, x0:x1] = cv2.blendLinear(rgb, out[y0:y1, x0:x1], alpha, 1 - alpha)
+
+
 def face_workers(asked: int) -> int:
     """Threads for per-face crop and paste-back work: `asked`, or with 0 a quarter of the cores, at most 4."""
     return asked if asked > 0 else min(4, (os.cpu_count() or 1) // 4)
@@ -213,8 +220,7 @@ class GanCoverer:
             for i in todo:
                 part = self._paste_part(gen[i], crops, i, faces.xyxy[i], w, h)
                 if part is not None:
-                    (x0, y0, x1, y1), _, rgb, alpha = part
-                    cand[y0:y1, x0:x1] = cv2.blendLinear(rgb, cand[y0:y1, x0:x1], alpha, 1 - alpha)
+                    _blend(cand, part)
             cos = np.sum(e_orig * self.sface.embed(cand, sub), axis=1)
             alike = []
             for k, (i, t) in enumerate(zip(todo, tids)):
@@ -270,10 +276,8 @@ class GanCoverer:
             for part in self._map(lambda i: self._paste_part(gen[i], crops, i, gfaces.xyxy[i], w, h), len(gfaces)):
                 if part is None:
                     continue
-                (x0, y0, x1, y1), hard, rgb, alpha = part
-                # per-pixel alpha blend in OpenCV (exact where alpha is 0 or 1), in face order
-                out[y0:y1, x0:x1] = cv2.blendLinear(rgb, out[y0:y1, x0:x1], alpha, 1 - alpha)
-                pastes.append((part[0], hard, rgb))
+                _blend(out, part)  # in face order
+                pastes.append(part[:3])
             # Whatever of the filter region no hard paste covers gets the fallback filter,
             # checked inside the window that holds every region and paste, not the whole frame.
             wx0, wy0, wx1, wy1 = _window(gfaces, self.cfg.mask_scale, [p[0] for p in pastes], w, h)
