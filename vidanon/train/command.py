@@ -155,13 +155,14 @@ def train_cmd(
     # swap settings are part of the recipe: a resumed run keeps its own unless told otherwise
     # (a donor generator trained on without swaps would learn to copy the crop's own face)
     from vidanon.anonymize.checkpoint import config_of, read_checkpoint
+    from vidanon.train.data import SWAP_SCALE
 
     blob = read_checkpoint(resume) if resume is not None else None
     stored = _stored_recipe(blob) if blob is not None else {}
     if swap_prob is None:
         swap_prob = float(stored.get("swap_prob", 0.0))
     if swap_scale is None:
-        swap_scale = float(stored.get("swap_scale", 0.9))
+        swap_scale = float(stored.get("swap_scale", SWAP_SCALE))
     logging.getLogger("vidanon.train").info("swaps: --swap-prob %g --swap-scale %g", swap_prob, swap_scale)
     gcfg = None
     if resume is None or resolution is not None or width is not None or donor is not None:

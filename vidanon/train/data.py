@@ -219,6 +219,9 @@ class Batch:
         )
 
 
+SWAP_SCALE = 0.9  # the donor's face covers this share of the face box's ellipse (then feathered)
+
+
 def make_batch(
     faces: list[Face],
     resolution: int,
@@ -228,7 +231,7 @@ def make_batch(
     jitter: float = 0.03,
     flip: bool = True,
     swap_prob: float = 0.0,
-    swap_scale: float | None = None,
+    swap_scale: float = SWAP_SCALE,
 ) -> Batch:
     """Aligned, augmented crops of `faces`.
 
@@ -243,7 +246,7 @@ def make_batch(
     z. The context outside the mask then says nothing about z, as at
     inference, where z is random: without swaps the teacher's context is a
     function of its own z, and the generator learns to ignore z. `swap_scale`
-    (default SWAP_SCALE) sizes the blended region (`swap_alpha`).
+    sizes the blended region (`swap_alpha`).
     """
     crops = []
     zs = []
@@ -277,9 +280,8 @@ def make_batch(
         if len(chosen):
             # a donor for each chosen crop: any other face of the batch
             donors = (chosen + rng.integers(1, len(faces), len(chosen))) % len(faces)
-            sc = SWAP_SCALE if swap_scale is None else swap_scale
             alpha = np.stack(
-                [swap_alpha(crops[i].transforms[0], faces[i].xyxy, masks[i], resolution, sc) for i in chosen]
+                [swap_alpha(crops[i].transforms[0], faces[i].xyxy, masks[i], resolution, swap_scale) for i in chosen]
             )
             # image, valid and z_all are this function's own arrays; donor keeps the faces as drawn
             donor = image.copy()
@@ -293,9 +295,6 @@ def make_batch(
     t_valid = torch.from_numpy(valid)[:, None]
     t_donor = None if donor is None else from_uint8(donor)
     return Batch(t_img, t_mask, t_heat, z, t_valid, t_donor)
-
-
-SWAP_SCALE = 0.9  # the donor's face covers this share of the face box's ellipse (then feathered)
 
 
 def swap_alpha(
@@ -378,7 +377,7 @@ class BatchMaker:
         prefetch: int = 3,
         producers: int = 1,
         swap_prob: float = 0.0,
-        swap_scale: float | None = None,
+        swap_scale: float = SWAP_SCALE,
     ) -> None:
         if producers < 1:
             raise ValueError(f"producers must be >= 1, got {producers}")
