@@ -309,3 +309,18 @@ def test_resume_keeps_the_runs_swap_settings(tmp_path):
     assert (first["swap_prob"], first["swap_scale"]) == (1.0, 0.7)
     second = run("--out", c, "--resume", b, "--steps", "3", "--swap-scale", "0.8")
     assert (second["swap_prob"], second["swap_scale"]) == (1.0, 0.8)
+
+
+@needs_teacher
+def test_vidanon_train_shows_its_progress(tmp_path):
+    """The main CLI keeps its own logging at warnings; `vidanon train` still prints its steps."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "p.pt"
+    args = ["--out", str(out), "--steps", "2", "--batch-size", "2", "--width", "8", "--threads", "1"]
+    res = subprocess.run(
+        [sys.executable, "-m", "vidanon", "train", *args, "--log-every", "1"], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert "step 2" in res.stderr and "done" in res.stderr

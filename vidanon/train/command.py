@@ -148,6 +148,8 @@ def train_cmd(
     from vidanon.train.loop import TrainConfig, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    # under the main CLI the root logger is already set up (warnings only): progress is info
+    logging.getLogger("vidanon.train").setLevel(logging.INFO)
     if data == "folder" and folder is None:
         raise InputError("--data folder needs --folder PATH")
     if steps == 0 and minutes == 0:
