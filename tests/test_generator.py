@@ -722,3 +722,31 @@ def test_donor_generator_covers_faces(tmp_path, photo_faces):
     diff = np.abs(a.astype(int) - img.astype(int)).sum(-1)
     for x1, y1, x2, y2 in faces.xyxy.astype(int):
         assert (diff[max(y1, 0) : y2, max(x1, 0) : x2] > 0).mean() > 0.9
+
+
+@needs_teacher
+def test_the_coverer_warps_donors_only_for_a_warp_generator(tmp_path, monkeypatch, photo_faces):
+    from vidanon.anonymize.donor import DonorFaces
+
+    img, faces = photo_faces
+    seen = []
+    real = DonorFaces.crops
+
+    def spy(self, z, points=None):
+        seen.append(points)
+        return real(self, z, points)
+
+    monkeypatch.setattr(DonorFaces, "crops", spy)
+    outs = {}
+    for warp in (False, True):
+        cfg = replace(DONOR, donor_warp=warp)
+        path = tmp_path / f"w{warp}.pt"
+        net = _net(cfg)
+        save_checkpoint(path, net.cfg, net.state_dict())
+        seen.clear()
+        outs[warp] = _coverer(path, seed=3, identity_guard=False).cover(img, faces, 0)
+        assert len(seen) == 1
+        assert (seen[0] is None) != warp
+        if warp:
+            assert seen[0].shape == (len(faces), 5, 2)
+    assert not np.array_equal(outs[False], outs[True])

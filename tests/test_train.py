@@ -312,6 +312,30 @@ def test_resume_keeps_the_runs_swap_settings(tmp_path):
 
 
 @needs_teacher
+def test_resume_switches_the_donor_warp(tmp_path):
+    """`--donor-warp` on a resumed donor generator keeps its weights and step and stores the warp
+    in the checkpoint's config; later resumes keep it unless told otherwise."""
+    from typer.testing import CliRunner
+
+    from vidanon.cli import app
+
+    def run(out: Path, *args: str) -> GeneratorConfig:
+        res = CliRunner().invoke(app, ["train", "--out", str(out), "--batch-size", "3", "--width", "8", *args])
+        assert res.exit_code == 0, res.output
+        return load_generator(out).cfg
+
+    a, b, c, d = (tmp_path / f"{n}.pt" for n in "abcd")
+    assert not run(a, "--steps", "1", "--donor", "--swap-prob", "1").donor_warp
+    assert run(b, "--steps", "2", "--resume", str(a), "--donor-warp").donor_warp
+    assert read_checkpoint(b)["train"]["step"] == 2
+    assert run(c, "--steps", "3", "--resume", str(b)).donor_warp
+    assert not run(d, "--steps", "4", "--resume", str(c), "--no-donor-warp").donor_warp
+    # the warp needs a donor generator
+    res = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "e.pt"), "--steps", "1", "--donor-warp"])
+    assert res.exit_code != 0 and "donor" in res.output
+
+
+@needs_teacher
 def test_vidanon_train_shows_its_progress(tmp_path):
     """The main CLI keeps its own logging at warnings; `vidanon train` still prints its steps."""
     import subprocess

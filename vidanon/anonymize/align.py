@@ -196,6 +196,7 @@ class Crops:
         masks: (n, res, res) float32, 1 where generated.
         heatmaps: (n, 5, res, res) float32 landmark heatmaps.
         transforms: (n, 2, 3) frame -> crop similarities.
+        points: (n, 5, 2) float32, the landmarks in crop pixels (the heatmaps' centres).
         valid: (n, res, res) float32, 1 where the crop pixel lies inside the
             image (not border padding); only made when asked for.
     """
@@ -204,7 +205,31 @@ class Crops:
     masks: np.ndarray
     heatmaps: np.ndarray
     transforms: np.ndarray
+    points: np.ndarray
     valid: np.ndarray | None = None
+
+    def take(self, idx) -> Crops:
+        """The crops at `idx` (an index array or slice)."""
+        return Crops(
+            self.images[idx],
+            self.masks[idx],
+            self.heatmaps[idx],
+            self.transforms[idx],
+            self.points[idx],
+            None if self.valid is None else self.valid[idx],
+        )
+
+    @staticmethod
+    def cat(parts: list[Crops]) -> Crops:
+        """One Crops from several (valid only when every part has it)."""
+        valid = [c.valid for c in parts]
+        return Crops(
+            *(
+                np.concatenate([getattr(c, k) for c in parts])
+                for k in ("images", "masks", "heatmaps", "transforms", "points")
+            ),
+            valid=np.concatenate(valid) if all(v is not None for v in valid) else None,
+        )
 
 
 def make_crops(
@@ -234,6 +259,7 @@ def make_crops(
     masks = np.zeros((n, resolution, resolution), np.float32)
     heats = np.zeros((n, 5, resolution, resolution), np.float32)
     ms = np.zeros((n, 2, 3), np.float64)
+    pts = np.zeros((n, 5, 2), np.float32)
     valid = np.zeros((n, resolution, resolution), np.float32) if with_valid else None
     ones = np.full(image.shape[:2], 255, np.uint8) if with_valid else None
     for i in range(n):
@@ -243,10 +269,11 @@ def make_crops(
         ms[i] = m
         imgs[i] = warp_crop(image, m, resolution)
         masks[i] = crop_mask(m, box, float(scales[i]), resolution)
-        heats[i] = heatmaps(apply_transform(m, lm).astype(np.float32), resolution)
+        pts[i] = apply_transform(m, lm)
+        heats[i] = heatmaps(pts[i], resolution)
         if valid is not None:
             valid[i] = warp_crop(ones, m, resolution, cv2.BORDER_CONSTANT) >= 255
-    return Crops(imgs, masks, heats, ms, valid)
+    return Crops(imgs, masks, heats, ms, pts, valid)
 
 
 def _feather_radius(resolution: int) -> int:

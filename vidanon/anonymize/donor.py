@@ -21,7 +21,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from vidanon.anonymize import align
+from vidanon.anonymize import align, morph
 from vidanon.anonymize.dcgan import find_face, load_teacher, to_uint8
 from vidanon.config import DetectConfig
 
@@ -53,16 +53,17 @@ class DonorFaces:
         self.device = torch.device(device)
         self.teacher = load_teacher(self.device)
         self.detector = YuNetDetector(DetectConfig(score_threshold=0.6))
-        self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        # latent -> (aligned crop, its landmarks in crop pixels)
+        self._cache: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
         self.misses = 0
 
-    def _crop(self, image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    def _crop(self, image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         crops = align.make_crops(image, box[None], landmarks[None], self.resolution, self.crop_factor, 1.0)
-        return crops.images[0]
+        return crops.images[0], crops.points[0]
 
     @torch.inference_mode()
-    def _make(self, zs: torch.Tensor) -> list[np.ndarray]:
+    def _make(self, zs: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
         draws = to_uint8(self.teacher(zs.to(self.device)))
         out = []
         for z, image in zip(zs, draws):
@@ -78,8 +79,22 @@ class DonorFaces:
             out.append(self._crop(image, *hit))
         return out
 
-    def crops(self, z: torch.Tensor) -> np.ndarray:
-        """(n, r, r, 3) uint8 donor crops for latents z of shape (n, z_dim)."""
+    def crops(self, z: torch.Tensor, points: np.ndarray | None = None) -> np.ndarray:
+        """(n, r, r, 3) uint8 donor crops for latents z of shape (n, z_dim).
+
+        With `points` (n, 5, 2), the landmarks of the crops the donors are for
+        (`align.Crops.points`), each donor is warped so that its landmarks
+        land on them (`morph.landmark_warp`; the generator's `donor_warp`).
+        """
+        found = self._lookup(z)
+        if not found:
+            return np.zeros((0, self.resolution, self.resolution, 3), np.uint8)
+        if points is None:
+            return np.stack([crop for crop, _ in found])
+        return np.stack([morph.landmark_warp(crop, own, p) for (crop, own), p in zip(found, points)])
+
+    def _lookup(self, z: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(crop, landmarks) per row of z, made or from the cache."""
         z = z.detach().float().cpu()
         keys = [row.numpy().tobytes() for row in z]
         with self._lock:
@@ -99,6 +114,4 @@ class DonorFaces:
                     self._cache[k] = crop
                 while len(self._cache) > CACHE_SIZE:
                     self._cache.popitem(last=False)
-        return (
-            np.stack([found[k] for k in keys]) if keys else np.zeros((0, self.resolution, self.resolution, 3), np.uint8)
-        )
+        return [found[k] for k in keys]

@@ -137,7 +137,8 @@ class GanCoverer:
         img, mask, heat = (t.contiguous(memory_format=torch.channels_last) for t in (img, mask, heat))
         donor = None
         if self.donors is not None:
-            donor = from_uint8(self.donors.crops(z), dev).contiguous(memory_format=torch.channels_last)
+            points = crops.points if self.gcfg.donor_warp else None
+            donor = from_uint8(self.donors.crops(z, points), dev).contiguous(memory_format=torch.channels_last)
         z = z.to(dev)
         if dev.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
@@ -173,10 +174,7 @@ class GanCoverer:
             return align.make_crops(
                 frame, faces.xyxy, faces.landmarks, g.resolution, g.crop_factor, self.cfg.mask_scale
             )
-        parts = self._map(one, len(faces))
-        return align.Crops(
-            *(np.concatenate([getattr(c, k) for c in parts]) for k in ("images", "masks", "heatmaps", "transforms"))
-        )
+        return align.Crops.cat(self._map(one, len(faces)))
 
     def _paste_part(
         self, gen: np.ndarray, crops: align.Crops, i: int, xyxy: np.ndarray, w: int, h: int
@@ -237,8 +235,7 @@ class GanCoverer:
             z = latents_for_faces(
                 self.cfg.seed, faces.track_id[idx], self.gcfg.z_dim, frame_index, False, positions[idx], self.redraws
             )
-            sel = align.Crops(crops.images[idx], crops.masks[idx], crops.heatmaps[idx], crops.transforms[idx])
-            gen[idx] = self.generate(sel, z)
+            gen[idx] = self.generate(crops.take(idx), z)
         for i, t in zip(todo, tids):
             _, gen[i], self.redraws[t] = best[i]
             self.checked.add(t)

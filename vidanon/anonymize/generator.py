@@ -44,6 +44,9 @@ class GeneratorConfig:
         donor: the generator also takes a donor face (the teacher's face for z,
             aligned into the crop); checkpoints written before this field
             existed have none.
+        donor_warp: the donor face is warped so its landmarks land on the
+            crop's (`vidanon.anonymize.morph`), in training and at inference;
+            off in checkpoints written before this field existed.
     """
 
     resolution: int = 64
@@ -53,6 +56,7 @@ class GeneratorConfig:
     max_channels: int = 96
     crop_factor: float = 1.75
     donor: bool = False
+    donor_warp: bool = False
 
     def __post_init__(self) -> None:
         if self.resolution not in RESOLUTIONS:
@@ -65,6 +69,8 @@ class GeneratorConfig:
             )
         if not 1.2 <= self.crop_factor <= 3.0:
             raise ValueError(f"crop_factor must be in [1.2, 3], got {self.crop_factor}")
+        if self.donor_warp and not self.donor:
+            raise ValueError("donor_warp needs a donor generator")
 
     @property
     def levels(self) -> int:
@@ -84,9 +90,10 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorConfig:
-        """Strict: unknown or missing keys raise ValueError ("donor" may be missing: older files)."""
+        """Strict: unknown or missing keys raise ValueError ("donor" and "donor_warp" may be
+        missing: older files)."""
         names = {f.name for f in fields(cls)}
-        d = {"donor": False, **d}
+        d = {"donor": False, "donor_warp": False, **d}
         if set(d) != names:
             raise ValueError(f"generator config keys {sorted(d)} do not match {sorted(names)}")
         return cls(**d)

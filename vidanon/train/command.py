@@ -97,6 +97,14 @@ def train_cmd(
             "With --resume of a generator without it: widen it (zero weights for the new input).",
         ),
     ] = None,
+    donor_warp: Annotated[
+        bool | None,
+        typer.Option(
+            "--donor-warp/--no-donor-warp",
+            help="Donor generator: warp each donor face so its 5 landmarks land on the crop's (pose-matched "
+            "donors), in training and at inference. Default: the resumed checkpoint's, else off.",
+        ),
+    ] = None,
     swap_prob: Annotated[
         float | None,
         typer.Option(
@@ -167,7 +175,7 @@ def train_cmd(
         swap_scale = float(stored.get("swap_scale", SWAP_SCALE))
     logging.getLogger("vidanon.train").info("swaps: --swap-prob %g --swap-scale %g", swap_prob, swap_scale)
     gcfg = None
-    if resume is None or resolution is not None or width is not None or donor is not None:
+    if resume is None or any(v is not None for v in (resolution, width, donor, donor_warp)):
         kwargs = {}
         if resolution is not None:
             kwargs["resolution"] = resolution
@@ -175,16 +183,15 @@ def train_cmd(
             kwargs["base_channels"] = width
         if donor is not None:
             kwargs["donor"] = donor
+        if donor_warp is not None:
+            kwargs["donor_warp"] = donor_warp
+        # resuming, what is not asked for comes from the checkpoint (a conflicting request is the trainer's error)
+        want = config_of(blob, resume).to_dict() if blob is not None else {}
+        want.update(kwargs)
         try:
-            gcfg = GeneratorConfig(**kwargs)
+            gcfg = GeneratorConfig(**want)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
-        if blob is not None:
-            # only a conflicting request is an error; the checkpoint decides otherwise
-            have = config_of(blob, resume)
-            want = {k: v for k, v in have.to_dict().items()}
-            want.update(kwargs)
-            gcfg = GeneratorConfig(**want)
     try:
         cfg = TrainConfig(
             out=str(out),

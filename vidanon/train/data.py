@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from vidanon.anonymize import align
+from vidanon.anonymize import align, morph
 from vidanon.anonymize.dcgan import find_face, to_uint8
 from vidanon.anonymize.generator import from_uint8
 from vidanon.config import DetectConfig
@@ -232,6 +232,7 @@ def make_batch(
     flip: bool = True,
     swap_prob: float = 0.0,
     swap_scale: float = SWAP_SCALE,
+    donor_warp: bool = False,
 ) -> Batch:
     """Aligned, augmented crops of `faces`.
 
@@ -246,10 +247,14 @@ def make_batch(
     z. The context outside the mask then says nothing about z, as at
     inference, where z is random: without swaps the teacher's context is a
     function of its own z, and the generator learns to ignore z. `swap_scale`
-    sizes the blended region (`swap_alpha`).
+    sizes the blended region (`swap_alpha`). With `donor_warp`, a swapped-in
+    face is first warped so that its landmarks land on the crop's
+    (`morph.landmark_warp`, as inference warps donors for such a generator),
+    and the batch's donor is that warped face.
     """
     crops = []
     zs = []
+    true_points = []  # each face's own landmarks in its crop (the crop was aligned on jittered ones)
     for f in faces:
         img, box, lm = f.image, f.xyxy.astype(np.float64), f.landmarks.astype(np.float64)
         if flip and f.z is None and rng.random() < 0.5:
@@ -268,6 +273,7 @@ def make_batch(
             np.ascontiguousarray(img), box[None], lm_j[None], resolution, crop_factor, scale, with_valid=True
         )
         crops.append(cr)
+        true_points.append(align.apply_transform(cr.transforms[0], lm))
         if f.z is not None:
             zs.append(f.z)
     image = np.concatenate([c.images for c in crops])
@@ -285,9 +291,16 @@ def make_batch(
             )
             # image, valid and z_all are this function's own arrays; donor keeps the faces as drawn
             donor = image.copy()
-            image[chosen], valid[chosen] = swap_faces(image[chosen], valid[chosen], donor[donors], valid[donors], alpha)
+            given, given_valid = donor[donors], valid[donors]
+            if donor_warp:
+                for k, (i, j) in enumerate(zip(chosen, donors)):
+                    # the donor's features go where the crop's heatmaps put the face
+                    src, dst = true_points[j], crops[i].points[0]
+                    given[k] = morph.landmark_warp(given[k], src, dst)
+                    given_valid[k] = morph.landmark_warp(given_valid[k], src, dst, cv2.BORDER_CONSTANT)
+            image[chosen], valid[chosen] = swap_faces(image[chosen], valid[chosen], given, given_valid, alpha)
             z_all[chosen] = z_all[donors]  # fancy indexing copies the right side first
-            donor[chosen] = donor[donors]
+            donor[chosen] = given
     t_img = from_uint8(image)
     t_mask = torch.from_numpy(masks)[:, None]
     t_heat = torch.from_numpy(np.concatenate([c.heatmaps for c in crops]))
@@ -364,6 +377,7 @@ class BatchMaker:
         producers: threads that each make whole batches when workers > 0.
         swap_prob: share of face-swapped crops (`make_batch`).
         swap_scale: size of the swapped region (`make_batch`).
+        donor_warp: warp swapped-in faces onto the crops' landmarks (`make_batch`).
     """
 
     def __init__(
@@ -378,6 +392,7 @@ class BatchMaker:
         producers: int = 1,
         swap_prob: float = 0.0,
         swap_scale: float = SWAP_SCALE,
+        donor_warp: bool = False,
     ) -> None:
         if producers < 1:
             raise ValueError(f"producers must be >= 1, got {producers}")
@@ -395,6 +410,7 @@ class BatchMaker:
         self.producers = producers
         self.swap_prob = swap_prob
         self.swap_scale = swap_scale
+        self.donor_warp = donor_warp
         self._rng_lock = threading.Lock()
 
     def _make(self) -> Batch:
@@ -410,7 +426,13 @@ class BatchMaker:
 
     def _batch(self, faces: list[Face], rng: np.random.Generator) -> Batch:
         return make_batch(
-            faces, self.resolution, self.crop_factor, rng, swap_prob=self.swap_prob, swap_scale=self.swap_scale
+            faces,
+            self.resolution,
+            self.crop_factor,
+            rng,
+            swap_prob=self.swap_prob,
+            swap_scale=self.swap_scale,
+            donor_warp=self.donor_warp,
         )
 
     def _produce(self) -> None:

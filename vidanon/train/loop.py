@@ -173,12 +173,16 @@ class Trainer:
         self._widen = False
         if blob is not None:
             ckpt_g = config_of(blob, cfg.resume)
-            self._widen = gcfg is not None and not ckpt_g.donor and gcfg == replace(ckpt_g, donor=True)
-            if gcfg is not None and gcfg != ckpt_g and not self._widen:
+            self._widen = (
+                gcfg is not None and not ckpt_g.donor and replace(gcfg, donor_warp=False) == replace(ckpt_g, donor=True)
+            )
+            # the donor warp changes the inputs, not the weights: a run may switch it on or off
+            rewarp = gcfg is not None and gcfg == replace(ckpt_g, donor_warp=gcfg.donor_warp)
+            if gcfg is not None and gcfg != ckpt_g and not (self._widen or rewarp):
                 raise InputError(
                     f"--resume {cfg.resume} has generator config {ckpt_g}, which differs from the one asked for"
                 )
-            gcfg = gcfg if self._widen else ckpt_g
+            gcfg = gcfg if (self._widen or rewarp) else ckpt_g
         self.gcfg = gcfg or GeneratorConfig()
         if self.gcfg.donor and cfg.data != "synthetic":
             raise InputError("a donor generator trains on synthetic (teacher) faces only: its donors are teacher faces")
@@ -216,6 +220,7 @@ class Trainer:
             producers=cfg.data_producers,
             swap_prob=cfg.swap_prob,
             swap_scale=cfg.swap_scale,
+            donor_warp=self.gcfg.donor_warp,
         )
 
     def _restore(self, blob: dict) -> None:

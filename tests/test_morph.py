@@ -1,0 +1,157 @@
+"""Pose-matched donors: the landmark warp, donors warped at inference, swaps warped in training."""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vidanon.anonymize import morph
+from vidanon.anonymize.generator import GeneratorConfig
+from vidanon.config import DetectConfig
+
+needs_teacher = pytest.mark.skipif(find_spec("gan_face_generate") is None, reason="gan-face-generate is not installed")
+
+SRC = np.array([[20, 25], [44, 25], [32, 36], [22, 46], [42, 46]], np.float64)
+
+
+def _dots(points: np.ndarray, r: int = 64) -> np.ndarray:
+    img = np.zeros((r, r, 3), np.uint8)
+    for x, y in points:
+        cv2.circle(img, (int(round(x)), int(round(y))), 1, (255, 255, 255), -1)
+    return img
+
+
+def _centres(img: np.ndarray) -> np.ndarray:
+    n, labels, stats, cents = cv2.connectedComponentsWithStats((img[..., 0] > 80).astype(np.uint8))
+    return cents[1:]
+
+
+def _match_error(found: np.ndarray, want: np.ndarray) -> float:
+    """Mean distance from each wanted point to the nearest found one."""
+    d = np.sqrt(((want[:, None, :] - found[None, :, :]) ** 2).sum(-1))
+    return float(d.min(1).mean())
+
+
+def test_warp_moves_the_landmarks_and_keeps_the_border():
+    # a head turned to its left: everything shifts, the nose more than the eyes
+    dst = SRC + np.array([-5.0, 1.0])
+    dst[2] += [-3.0, 0.0]
+    out = morph.landmark_warp(_dots(SRC), SRC, dst)
+    found = _centres(out)
+    assert len(found) == 5 and _match_error(found, dst) < 0.6
+    assert _match_error(_centres(_dots(SRC)), dst) > 4  # they did move
+    # the crop border stays where it is
+    map_x, map_y = morph.tps_map(dst, SRC, 64)
+    xs, ys = np.meshgrid(np.arange(64), np.arange(64))
+    moved = np.hypot(map_x - xs, map_y - ys)
+    edge = np.concatenate([moved[0], moved[-1], moved[:, 0], moved[:, -1]])
+    assert edge.max() < 0.5 and moved.max() > 4
+    # no displacement: the image as it is
+    img = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert np.array_equal(morph.landmark_warp(img, SRC, SRC), img)
+
+
+def test_a_folding_or_huge_warp_is_weakened():
+    r = 64
+    # the eyes and mouth corners swapped: a full warp folds the face over itself
+    crossed = SRC[[1, 0, 2, 4, 3]]
+    full = morph.tps_map(crossed, SRC, r)
+    everywhere = np.ones((r, r), bool)
+    assert morph._min_jacobian(*full, everywhere) < 0
+    maps = morph.warp_maps(SRC, crossed, r)
+    # what is used instead does not fold where the face is (or the donor is left as it is)
+    if maps is not None:
+        inner = np.zeros((r, r), bool)
+        inner[15:55, 10:55] = True
+        assert morph._min_jacobian(*maps, inner) >= morph.MIN_JACOBIAN
+    assert len(_centres(morph.landmark_warp(_dots(SRC), SRC, crossed))) <= 5
+    # a landmark sent far off moves by at most MAX_SHIFT of the side
+    far = SRC.copy()
+    far[2] += [40.0, 0.0]
+    moved = _centres(morph.landmark_warp(_dots(SRC), SRC, far))
+    nose = moved[np.argmin(np.abs(moved[:, 1] - 36))]
+    assert nose[0] - 32 <= morph.MAX_SHIFT * r + 1 and nose[0] - 32 > 5
+
+
+def test_config_needs_a_donor_for_the_warp():
+    with pytest.raises(ValueError, match="donor"):
+        GeneratorConfig(donor_warp=True)
+    d = GeneratorConfig(donor=True).to_dict()
+    del d["donor_warp"]  # files written before the field: no warp
+    assert GeneratorConfig.from_dict(d) == GeneratorConfig(donor=True)
+
+
+def _landmarks_on(crops: np.ndarray) -> list[np.ndarray | None]:
+    """YuNet's landmarks on 64 px crops (found on 4x upscales), in crop pixels."""
+    from vidanon.detect.yunet import YuNetDetector
+
+    det = YuNetDetector(DetectConfig(score_threshold=0.5))
+    out = []
+    for crop in crops:
+        found = det.detect(cv2.resize(crop, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC))
+        out.append(found.landmarks[int(np.argmax(found.score))] / 4 if len(found) else None)
+    return out
+
+
+def _error(found: list[np.ndarray | None], want: np.ndarray) -> float:
+    errs = [np.sqrt(((f - w) ** 2).sum(1)).mean() for f, w in zip(found, want) if f is not None]
+    assert len(errs) >= len(want) - 1
+    return float(np.mean(errs))
+
+
+@needs_teacher
+def test_donors_are_warped_onto_the_crops_landmarks():
+    from vidanon.anonymize.donor import DonorFaces
+
+    bank = DonorFaces(64, 1.75)
+    z = torch.randn(4, 100, generator=torch.Generator().manual_seed(5))
+    plain = bank.crops(z)
+    own = np.stack([bank._lookup(z[i : i + 1])[0][1] for i in range(4)])
+    # warped onto their own landmarks, donors are unchanged
+    assert np.array_equal(bank.crops(z, own), plain)
+    # heads turned and tilted: landmarks of a face looking left and down, and one looking right
+    turn = np.array([[-4.0, 1.0], [-6.0, 2.0], [-7.0, 3.0], [-4.0, 3.0], [-6.0, 4.0]])
+    want = own + np.stack([turn, -turn, turn * [1, 0], -turn * [1, 0]])
+    warped = bank.crops(z, want)
+    assert bank.misses == 4  # the cache holds the unwarped donors
+    assert _error(_landmarks_on(warped), want) < 0.6 * _error(_landmarks_on(plain), want)
+
+
+@needs_teacher
+def test_swapped_faces_are_warped_onto_the_crops_landmarks():
+    from vidanon.train.data import TeacherFaces, make_batch
+
+    faces = TeacherFaces(seed=3).sample(6)
+    rng = np.random.default_rng
+    plain = make_batch(faces, 64, 1.75, rng(0), swap_prob=1.0, jitter=0.0)
+    warped = make_batch(faces, 64, 1.75, rng(0), swap_prob=1.0, jitter=0.0, donor_warp=True)
+    # same augmentation and donors: the crops' own parts and the z are those of the plain swap
+    assert torch.equal(plain.z, warped.z) and torch.equal(plain.mask, warped.mask)
+    assert torch.equal(plain.heat, warped.heat)
+    outside = (plain.mask == 0).expand_as(plain.image)
+    assert torch.equal(plain.image[outside], warped.image[outside])
+    # each crop's landmarks: its heatmaps' peaks; a donor is another crop of the batch, found by z
+    flat = plain.heat.flatten(2).argmax(2).numpy()
+    points = np.stack([flat % 64, flat // 64], -1).astype(np.float64)
+    unswapped = make_batch(faces, 64, 1.75, rng(0), jitter=0.0)
+    to_u8 = lambda t: ((t.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)  # noqa: E731
+    moved = 0
+    for i in range(6):
+        j = int(torch.argmin((unswapped.z - warped.z[i]).abs().sum(1)))
+        assert j != i and torch.equal(plain.donor[i], unswapped.image[j])
+        # the donor input is donor j moved from its landmarks onto crop i's
+        # (peaks are whole pixels: compared where the landmarks differ by 2 px or more)
+        if np.sqrt(((points[j] - points[i]) ** 2).sum(1)).max() < 2:
+            continue
+        want = morph.landmark_warp(to_u8(unswapped.image[j : j + 1])[0], points[j], points[i]).astype(float)
+        got, before = to_u8(warped.donor[i : i + 1])[0].astype(float), to_u8(plain.donor[i : i + 1])[0].astype(float)
+        assert np.abs(got - want).mean() < 0.5 * np.abs(before - want).mean()
+        moved += 1
+    assert moved >= 3  # teacher faces differ in landmarks by 2 px (median of pairs), 4.5 px (90%)
+    # the target holds the warped donor: its inner face is closer to it than to the unwarped one
+    core = (torch.nn.functional.avg_pool2d(plain.mask, 9, 1, 4) > 0.99).expand_as(plain.image)
+    assert (warped.image - warped.donor).abs()[core].mean() < (warped.image - plain.donor).abs()[core].mean()
