@@ -9,7 +9,8 @@ and audio) it times, each in a fresh subprocess so that peak memory is its own:
 - floor: PyAV decode + libx264 veryfast encode (same settings and thread count as
   vidanon), audio copied;
 - vidanon blur (default settings) and, with --gan, vidanon gan on the CPU, and
-  with --cuda also vidanon gan with the generator on the GPU (`--device cuda`);
+  with --cuda also vidanon gan with the generator on the GPU (`--device cuda`),
+  its paste-back on the GPU (the default there) and, for comparison, on the host;
   with --nvenc also blur (and with --cuda gan on the GPU) encoding with h264_nvenc
   (the row says when NVENC could not open and libx264 encoded instead);
 - deface on the same clip, when the `deface` command is installed (`--deface PATH`
@@ -67,8 +68,10 @@ VIDANON = r"""
 import sys, time, json, resource
 from vidanon.config import CoverConfig, EncodeConfig, PipelineConfig
 from vidanon.pipeline import anonymize_video
-mode, device, precision, codec = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
-cfg = PipelineConfig(cover=CoverConfig(mode=mode, device=device, precision=precision), encode=EncodeConfig(codec=codec))
+mode, device, precision, codec, paste = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
+dp = {"auto": None, "host": False, "device": True}[paste]
+cover = CoverConfig(mode=mode, device=device, precision=precision, device_paste=dp)
+cfg = PipelineConfig(cover=cover, encode=EncodeConfig(codec=codec))
 t0 = time.perf_counter()
 s = anonymize_video(sys.argv[1], sys.argv[2], cfg, overwrite=True)
 print(s.frames_written, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -144,15 +147,21 @@ def main() -> None:
             floor = n / fsecs
             rows.append((clip.name, f"floor (PyAV decode + x264 veryfast, {threads} threads)", floor, 1.0, frss, ""))
             x264, nv = "libx264", "h264_nvenc"
-            runs = [("blur", "cpu", x264)] + ([("gan", "cpu", x264)] if a.gan else [])
-            runs += [("gan", "cuda", x264)] if a.cuda else []
-            runs += ([("blur", "cpu", nv)] + ([("gan", "cuda", nv)] if a.cuda else [])) if a.nvenc else []
-            for mode, device, codec in runs:
+            runs = [("blur", "cpu", x264, "auto")] + ([("gan", "cpu", x264, "auto")] if a.gan else [])
+            # on CUDA the paste-back runs on the GPU (devpaste); the host row is OpenCV's, for comparison
+            runs += [("gan", "cuda", x264, "auto"), ("gan", "cuda", x264, "host")] if a.cuda else []
+            runs += (
+                ([("blur", "cpu", nv, "auto")] + ([("gan", "cuda", nv, "auto")] if a.cuda else [])) if a.nvenc else []
+            )
+            for mode, device, codec, paste in runs:
                 out = tmp / f"{mode}.mp4"
-                n, secs, rss, stages, warnings = run(VIDANON, str(clip), str(out), mode, device, a.precision, codec)
+                n, secs, rss, stages, warnings = run(
+                    VIDANON, str(clip), str(out), mode, device, a.precision, codec, paste
+                )
                 fps = n / secs
                 st = " ".join(f"{k} {v / n * 1000:.1f}" for k, v in stages.items())
                 what = f"vidanon {mode}" + (" --device cuda" if device == "cuda" else "")
+                what += " (paste-back on the host)" if paste == "host" else ""
                 if codec != x264:
                     fell_back = any(codec in w for w in warnings)
                     what += f" --codec {codec}" + (" (fell back to libx264)" if fell_back else "")

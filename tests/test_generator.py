@@ -310,9 +310,10 @@ def _coverer(ckpt: Path, **kw):
     return GanCoverer(CoverConfig(mode="gan", checkpoint=str(ckpt), **kw))
 
 
-def test_gan_covers_every_face_and_nothing_else(tiny_ckpt, photo_faces):
+@pytest.mark.parametrize("device_paste", [False, True])
+def test_gan_covers_every_face_and_nothing_else(tiny_ckpt, photo_faces, device_paste):
     img, faces = photo_faces
-    out = _coverer(tiny_ckpt).cover(img, faces, 0)
+    out = _coverer(tiny_ckpt, device_paste=device_paste).cover(img, faces, 0)
     assert out.shape == img.shape and out.dtype == np.uint8
     diff = np.abs(out.astype(int) - img.astype(int)).sum(-1)
     for x1, y1, x2, y2 in faces.xyxy.astype(int):
@@ -322,7 +323,8 @@ def test_gan_covers_every_face_and_nothing_else(tiny_ckpt, photo_faces):
     assert (diff[~near] == 0).all(), "pixels far from faces changed"
 
 
-def test_overlapping_faces_keep_their_replaced_regions(tiny_ckpt, photo_faces, monkeypatch):
+@pytest.mark.parametrize("device_paste", [False, True])
+def test_overlapping_faces_keep_their_replaced_regions(tiny_ckpt, photo_faces, monkeypatch, device_paste):
     """Where two faces overlap, one face's feathered edge must not blend the original back
     into the other's replaced (hard) region. The generator, the paste-back's neighbour, is
     replaced by one flat colour per face so that every pasted pixel says whose it is."""
@@ -336,7 +338,7 @@ def test_overlapping_faces_keep_their_replaced_regions(tiny_ckpt, photo_faces, m
     lms = np.concatenate([f.landmarks, f.landmarks + shift])
     two = FaceDetections(xyxy, np.ones(2, np.float32), lms, np.array([1, 2]), np.zeros(2, np.int8))
     colours = np.array([[255, 0, 0], [0, 0, 255]], np.uint8)
-    cov = GanCoverer(CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), temporal_blend=1.0))
+    cov = GanCoverer(CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), temporal_blend=1.0, device_paste=device_paste))
     monkeypatch.setattr(
         cov, "generate", lambda crops, z: np.broadcast_to(colours[:, None, None], (2, 64, 64, 3)).copy()
     )
@@ -369,6 +371,36 @@ def test_face_workers_give_the_same_frame(tiny_ckpt, photo_faces):
         outs.append(cov.cover(img, faces, 0))
     assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], img)
     assert face_workers(2) == 2 and 0 <= face_workers(0) <= 4
+
+
+def test_device_paste_matches_the_host_paste(tiny_ckpt, photo_faces):
+    """The torch paste-back (run here on the CPU device) replaces the same pixels outright
+    as the OpenCV one and differs elsewhere by interpolation rounding only."""
+    from vidanon.anonymize import devpaste
+    from vidanon.anonymize.gan import GanCoverer
+
+    img, faces = photo_faces
+    cov = GanCoverer(CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), identity_guard=False))
+    assert not cov.device_paste  # on for CUDA only, unless asked
+    crops = cov._crops(img, faces)
+    gen = cov.generate(crops, torch.randn(len(faces), 100, generator=torch.Generator().manual_seed(0)))
+    host, dev = img.copy(), img.copy()
+    hp = cov._paste_host(host, gen, crops, faces.xyxy)
+    dp = devpaste.paste(dev, gen, crops, faces.xyxy, cov.cfg.mask_scale, torch.device("cpu"))
+    assert [r for r, _ in hp] == [r for r, _ in dp] and len(hp) == len(faces)
+    for (_, a), (_, b) in zip(hp, dp):
+        assert (a != b).sum() <= 0.001 * a.size and a.sum() > 100
+    # (bicubic sampling against the host's cubic resize + linear warp: on the untrained net's
+    # noise up to ~20 levels at single pixels; 2 on the trained generator's faces)
+    diff = np.abs(host.astype(int) - dev.astype(int)).max(-1)
+    assert diff.mean() < 0.2 and (diff > 8).mean() < 0.005
+    assert (np.abs(dev.astype(int) - img.astype(int)).sum(-1) > 0).sum() > 1000
+    # outside the pastes' rectangles nothing changed
+    inside = np.zeros(img.shape[:2], bool)
+    for (x0, y0, x1, y1), _ in dp:
+        inside[y0:y1, x0:x1] = True
+    assert np.array_equal(dev[~inside], img[~inside])
+    assert devpaste.paste(img.copy(), gen[:0], crops.take(slice(0, 0)), faces.xyxy[:0], 1.3, torch.device("cpu")) == []
 
 
 def test_identity_guard_redraws_a_face_like_the_original(tiny_ckpt, photo_faces, monkeypatch):
@@ -475,7 +507,8 @@ def test_tiny_faces_get_the_fallback(tiny_ckpt):
     assert np.array_equal(out[~region], img[~region])
 
 
-def test_face_cut_by_the_frame_edge_is_still_fully_covered(tiny_ckpt, photo_faces):
+@pytest.mark.parametrize("device_paste", [False, True])
+def test_face_cut_by_the_frame_edge_is_still_fully_covered(tiny_ckpt, photo_faces, device_paste):
     img, faces = photo_faces
     i = int(np.argmax(faces.xyxy[:, 2] - faces.xyxy[:, 0]))
     x1, y1, x2, y2 = faces.xyxy[i]
@@ -483,7 +516,7 @@ def test_face_cut_by_the_frame_edge_is_still_fully_covered(tiny_ckpt, photo_face
     cut = int((x1 + x2) / 2)
     part = np.ascontiguousarray(img[:, :cut])
     f = faces[i]
-    cfg = CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), fallback="solid")
+    cfg = CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), fallback="solid", device_paste=device_paste)
     from vidanon.anonymize.gan import GanCoverer
 
     out = GanCoverer(cfg).cover(part, f, 0)
@@ -492,13 +525,14 @@ def test_face_cut_by_the_frame_edge_is_still_fully_covered(tiny_ckpt, photo_face
     assert changed[region].mean() > 0.97
 
 
-def test_faces_off_the_frame(tiny_ckpt, photo_faces):
+@pytest.mark.parametrize("device_paste", [False, True])
+def test_faces_off_the_frame(tiny_ckpt, photo_faces, device_paste):
     img, faces = photo_faces
     h, w = img.shape[:2]
     box = faces.xyxy[0]
     bw, bh = box[2] - box[0], box[3] - box[1]
     lm = faces.landmarks[0] - box[:2]
-    cov = _coverer(tiny_ckpt, fallback="solid")
+    cov = _coverer(tiny_ckpt, fallback="solid", device_paste=device_paste)
     for x, y in ((w + 5, 10), (w + 3 * bw, 10), (-3 * bw, 10), (10, h + 3 * bh), (w - bw / 3, h - bh / 3)):
         f = FaceDetections(np.array([[x, y, x + bw, y + bh]], np.float32), landmarks=(lm + [x, y])[None], track_id=[3])
         out = cov.cover(img, f, 0)

@@ -120,6 +120,10 @@ class CoverConfig:
         face_workers: gan mode: threads that make the crops and paste-back
             warps of a frame's faces in parallel; 0 picks a quarter of the
             cores, at most 4 (1, serial, below 8 cores). Same output either way.
+        device_paste: gan mode: resample and blend the generated faces into
+            the frame on the generator's device (`anonymize.devpaste`) instead
+            of with OpenCV on the host; None: on for a CUDA device. The same
+            pixels to within interpolation rounding.
     """
 
     mode: str = "blur"
@@ -135,6 +139,7 @@ class CoverConfig:
     precision: str = "auto"
     identity_guard: bool = True
     face_workers: int = 0
+    device_paste: bool | None = None
 
     def __post_init__(self) -> None:
         _check(self.mode in COVER_MODES, f"mode must be one of {', '.join(COVER_MODES)}, got {self.mode!r}")

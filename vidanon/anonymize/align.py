@@ -333,6 +333,11 @@ def paste_rect(
     return x0, y0, x1, y1
 
 
+def rects_overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether two frame rectangles (x0, y0, x1, y1) share a pixel."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def paste_geometry(
     m: np.ndarray, xyxy: np.ndarray, mask_scale: float, resolution: int, rect: tuple[int, int, int, int]
 ) -> np.ndarray:

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from vidanon.anonymize import align
+from vidanon.anonymize import align, devpaste
 from vidanon.anonymize.checkpoint import load_generator
 from vidanon.anonymize.donor import DonorFaces
 from vidanon.anonymize.filters import apply_filter, region_mask
@@ -47,10 +47,6 @@ def _window(
 
 GUARD_COSINE = 0.30  # SFace cosine at which a generated face counts as too like the original (same-person: 0.363)
 GUARD_REDRAWS = 4  # replacement z the identity guard tries per track
-
-
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _blend(out: np.ndarray, part: tuple) -> None:
@@ -98,6 +94,7 @@ class GanCoverer:
             # decode, detection and encode run on other threads: more torch threads than
             # half the cores oversubscribe the CPU (measured: 2 threads 10x slower than 1 on 2 cores)
             torch.set_num_threads(max(1, min(4, (os.cpu_count() or 2) // 2)))
+        self.device_paste = self.device.type == "cuda" if cfg.device_paste is None else cfg.device_paste
         self.net = load_generator(cfg.checkpoint, "cpu")
         self.cpu_bf16 = self.device.type == "cpu" and (
             cfg.precision == "bf16" or (cfg.precision == "auto" and native_bf16())
@@ -241,6 +238,28 @@ class GanCoverer:
             self.checked.add(t)
         return gen
 
+    def _paste_host(
+        self, out: np.ndarray, gen: np.ndarray, crops: align.Crops, xyxy: np.ndarray
+    ) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+        """Pastes generated faces into `out` in place with OpenCV, in face order;
+        (rect, hard mask) per pasted face (`devpaste.paste` on the device)."""
+        h, w = out.shape[:2]
+        parts = [p for p in self._map(lambda i: self._paste_part(gen[i], crops, i, xyxy[i], w, h), len(gen)) if p]
+        for part in parts:
+            _blend(out, part)
+        for k, ((x0, y0, x1, y1), hard, rgb, _) in enumerate(parts):
+            # A feathered edge of one face must never bring back original pixels
+            # inside another face's replaced region: re-assert the hard region of
+            # every paste that another paste overlaps (elsewhere the blend already
+            # wrote rgb exactly, as alpha is 1 there).
+            if any(align.rects_overlap((x0, y0, x1, y1), p[0]) for j, p in enumerate(parts) if j != k):
+                view = out[y0:y1, x0:x1]
+                # OpenCV writes into the view (20x faster than np.copyto with where=);
+                # should it ever hand back a new array instead, copy with numpy
+                if not np.shares_memory(cv2.copyTo(rgb, hard.view(np.uint8), view), out):
+                    np.copyto(view, rgb, where=hard[..., None])
+        return [(p[0], p[1]) for p in parts]
+
     def cover(self, frame: np.ndarray, faces: FaceDetections, frame_index: int) -> np.ndarray:
         """A new frame with every face of `faces` replaced or, if too small, filtered.
 
@@ -269,28 +288,16 @@ class GanCoverer:
             if self.sface is not None:
                 gen = self._guard(frame, gfaces, crops, gen, frame_index, big)
             gen = self.blend(gen, crops.masks, gfaces.track_id, frame_index)
-            pastes = []
-            for part in self._map(lambda i: self._paste_part(gen[i], crops, i, gfaces.xyxy[i], w, h), len(gfaces)):
-                if part is None:
-                    continue
-                _blend(out, part)  # in face order
-                pastes.append(part[:3])
+            if self.device_paste:
+                pastes = devpaste.paste(out, gen, crops, gfaces.xyxy, self.cfg.mask_scale, self.device)
+            else:
+                pastes = self._paste_host(out, gen, crops, gfaces.xyxy)
             # Whatever of the filter region no hard paste covers gets the fallback filter,
             # checked inside the window that holds every region and paste, not the whole frame.
             wx0, wy0, wx1, wy1 = _window(gfaces, self.cfg.mask_scale, [p[0] for p in pastes], w, h)
             ww, wh = wx1 - wx0, wy1 - wy0
             covered = np.zeros((wh, ww), bool)
-            for k, ((x0, y0, x1, y1), hard, rgb) in enumerate(pastes):
-                # A feathered edge of one face must never bring back original pixels
-                # inside another face's replaced region: re-assert the hard region of
-                # every paste that another paste overlaps (elsewhere the blend already
-                # wrote rgb exactly, as alpha is 1 there).
-                if any(_overlap((x0, y0, x1, y1), p[0]) for j, p in enumerate(pastes) if j != k):
-                    view = out[y0:y1, x0:x1]
-                    # OpenCV writes into the view (20x faster than np.copyto with where=);
-                    # should it ever hand back a new array instead, copy with numpy
-                    if not np.shares_memory(cv2.copyTo(rgb, hard.view(np.uint8), view), out):
-                        np.copyto(view, rgb, where=hard[..., None])
+            for (x0, y0, x1, y1), hard in pastes:
                 covered[y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0] |= hard
             o = (wx0, wy0)
             region = region_mask((wh, ww), gfaces, replace(self.cfg, shape="ellipse"), o) > 0
