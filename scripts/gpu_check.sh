@@ -4,7 +4,7 @@
 #
 #   device run:  bash scripts/gpu_check.sh      carry: [".whl-gpu"]     timeout_s: 540
 #
-# Writes to $OUT: nvenc.txt (why h264_nvenc does or does not open: driver, encoder
+# Writes to $OUT: tests.txt (the CUDA tests, when the image has pytest), nvenc.txt (why h264_nvenc does or does not open: driver, encoder
 # library, container capabilities, FFmpeg's own message) and speed.md (benchmarks/speed.py
 # --gan --cuda --nvenc at 1080p: floor, blur, gan on CPU, gan on CUDA with the paste-back
 # on the GPU and on the host, the NVENC rows). FRAMES (default 240) sets the clip length.
@@ -34,4 +34,8 @@ print("h264_nvenc 1920x1080:", _nvenc_problem("h264_nvenc", 1920, 1080, Fraction
 PY
 } >"$OUT/nvenc.txt" 2>&1
 cat "$OUT/nvenc.txt"
+# the CUDA-only tests (the paste-back on the GPU against the CPU device), where pytest exists
+if python3 -c "import pytest" 2>/dev/null; then
+  python3 -m pytest -q -p no:cacheprovider tests/test_generator.py -k cuda 2>&1 | tail -3 | tee "$OUT/tests.txt"
+fi
 python3 benchmarks/speed.py --gan --cuda --nvenc --sizes 1080 --frames "${FRAMES:-240}" | tee "$OUT/speed.md"

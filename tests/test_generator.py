@@ -403,6 +403,24 @@ def test_device_paste_matches_the_host_paste(tiny_ckpt, photo_faces):
     assert devpaste.paste(img.copy(), gen[:0], crops.take(slice(0, 0)), faces.xyxy[:0], 1.3, torch.device("cpu")) == []
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_device_paste_on_cuda_matches_the_cpu_device(tiny_ckpt, photo_faces):
+    from vidanon.anonymize import devpaste
+    from vidanon.anonymize.gan import GanCoverer
+
+    img, faces = photo_faces
+    cov = GanCoverer(CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), identity_guard=False))
+    crops = cov._crops(img, faces)
+    gen = cov.generate(crops, torch.randn(len(faces), 100, generator=torch.Generator().manual_seed(0)))
+    outs = []
+    for dev in ("cpu", "cuda"):
+        out = img.copy()
+        devpaste.paste(out, gen, crops, faces.xyxy, cov.cfg.mask_scale, torch.device(dev))
+        outs.append(out.astype(int))
+    assert np.abs(outs[0] - outs[1]).max() <= 2
+    assert GanCoverer(CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), device="cuda")).device_paste
+
+
 def test_identity_guard_redraws_a_face_like_the_original(tiny_ckpt, photo_faces, monkeypatch):
     """A generator that gave back the original face would leak the person. The guard
     compares each new track's first face with the original (SFace) and draws the track
