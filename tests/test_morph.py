@@ -1,4 +1,5 @@
-"""Pose-matched donors: the landmark warp, donors warped at inference, swaps warped in training."""
+"""Shaping donor and training crops: the landmark warp (pose-matched donors, at inference and
+in training swaps) and the smooth fill of crop padding."""
 
 from __future__ import annotations
 
@@ -155,3 +156,74 @@ def test_swapped_faces_are_warped_onto_the_crops_landmarks():
     # the target holds the warped donor: its inner face is closer to it than to the unwarped one
     core = (torch.nn.functional.avg_pool2d(plain.mask, 9, 1, 4) > 0.99).expand_as(plain.image)
     assert (warped.image - warped.donor).abs()[core].mean() < (warped.image - plain.donor).abs()[core].mean()
+
+
+def _padded_crop():
+    """A crop of a textured image reaching past its top-left corner: padded there by repetition."""
+    from vidanon.anonymize import align
+
+    noise = np.random.default_rng(0).integers(0, 256, (200, 200, 3)).astype(np.uint8)
+    img = cv2.GaussianBlur(noise, (0, 0), 1.5)
+    m = np.array([[0.4, 0.0, 20.0], [0.0, 0.4, 22.0]])  # frame -> crop; the frame's (0, 0) at crop (20, 22)
+    crop = align.warp_crop(img, m, 64)
+    valid = align.warp_crop(np.full(img.shape[:2], 255, np.uint8), m, 64, cv2.BORDER_CONSTANT) / 255.0
+    return crop, valid.astype(np.float32)
+
+
+def test_fill_padding_keeps_real_pixels_and_smooths_the_padding():
+    from vidanon.anonymize import align
+
+    crop, valid = _padded_crop()
+    assert 0.2 < (valid < 1).mean() < 0.6
+    out = align.fill_padding(crop, valid)
+    assert out.dtype == np.uint8 and out.shape == crop.shape
+    assert np.array_equal(out[valid >= 1], crop[valid >= 1])
+    pad = valid <= 0
+
+    # repeated edge pixels are streaks: strong gradients across them; the fill is smooth
+    def roughness(im):
+        f = im.astype(float)
+        g = np.abs(np.diff(f, axis=0))[:, :-1] + np.abs(np.diff(f, axis=1))[:-1, :]
+        return g.sum(-1)[pad[:-1, :-1] & pad[1:, 1:]].mean()
+
+    assert roughness(out) < 0.5 * roughness(crop)
+    # and its colours come from the real pixels nearby
+    lo, hi = crop[valid >= 1].min(0), crop[valid >= 1].max(0)
+    assert (out[pad] >= lo).all() and (out[pad] <= hi).all()
+    # a crop without padding is returned as it is
+    assert np.array_equal(align.fill_padding(crop, np.ones_like(valid)), crop)
+
+
+@needs_teacher
+def test_donor_and_training_padding_filled_only_when_asked():
+    from vidanon.anonymize.donor import DonorFaces
+    from vidanon.train.data import TeacherFaces, make_batch
+
+    z = torch.randn(3, 100, generator=torch.Generator().manual_seed(7))
+    plain, filled = DonorFaces(64, 1.75).crops(z), DonorFaces(64, 1.75, fill_padding=True).crops(z)
+    same = (plain == filled).all(-1)
+    # the teacher's faces fill their draws: a large part of every donor crop is padding
+    assert 0.1 < (~same).mean() < 0.7 and same[:, 28:36, 28:36].all()  # the face itself is kept
+
+    faces = TeacherFaces(seed=3).sample(4)
+    a = make_batch(faces, 64, 1.75, np.random.default_rng(0), swap_prob=1.0)
+    b = make_batch(faces, 64, 1.75, np.random.default_rng(0), swap_prob=1.0, fill_padding=True)
+    assert torch.equal(a.valid, b.valid) and torch.equal(a.z, b.z)
+    real = (a.valid >= 1).expand_as(a.image)
+    pad = (a.valid <= 0).expand_as(a.image)
+    # swapped faces are colour-matched over their region, which may reach into the padding
+    outside = real & (a.mask == 0).expand_as(a.image)
+    assert torch.equal(a.image[outside], b.image[outside])
+    assert (a.image[pad] - b.image[pad]).abs().mean() > 0.05
+
+
+def test_filled_padding_is_a_weak_target():
+    from vidanon.train.losses import FILL_WEIGHT, target_weight
+
+    mask = torch.ones(1, 1, 4, 4)
+    valid = torch.zeros(1, 1, 4, 4)
+    valid[..., :2] = 1
+    assert torch.equal(target_weight(mask, valid, False), valid)
+    w = target_weight(mask, valid, True)
+    assert torch.equal(w[..., :2], valid[..., :2]) and torch.allclose(w[..., 2:], torch.full((1, 1, 4, 2), FILL_WEIGHT))
+    assert 0 < FILL_WEIGHT < 1

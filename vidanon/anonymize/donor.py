@@ -43,13 +43,18 @@ class DonorFaces:
     Args:
         resolution, crop_factor: the generator's crop framing.
         device: where the teacher runs.
+        fill_padding: fill the crop's padding past the draw smoothly
+            (`align.fill_padding`; the generator's `fill_padding`).
     """
 
-    def __init__(self, resolution: int, crop_factor: float, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, resolution: int, crop_factor: float, device: torch.device | str = "cpu", fill_padding: bool = False
+    ) -> None:
         from vidanon.detect.yunet import YuNetDetector
 
         self.resolution = resolution
         self.crop_factor = crop_factor
+        self.fill_padding = fill_padding
         self.device = torch.device(device)
         self.teacher = load_teacher(self.device)
         self.detector = YuNetDetector(DetectConfig(score_threshold=0.6))
@@ -59,8 +64,11 @@ class DonorFaces:
         self.misses = 0
 
     def _crop(self, image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        crops = align.make_crops(image, box[None], landmarks[None], self.resolution, self.crop_factor, 1.0)
-        return crops.images[0], crops.points[0]
+        crops = align.make_crops(
+            image, box[None], landmarks[None], self.resolution, self.crop_factor, 1.0, with_valid=self.fill_padding
+        )
+        crop = align.fill_padding(crops.images[0], crops.valid[0]) if self.fill_padding else crops.images[0]
+        return crop, crops.points[0]
 
     @torch.inference_mode()
     def _make(self, zs: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -106,7 +106,9 @@ class GanCoverer:
         # (3 faces at 64 px, 1 thread: 18.6 ms contiguous, 15.0 channels-last, 7.7 with bf16)
         self.net = self.net.to(self.device, memory_format=torch.channels_last)
         # a donor generator takes the DCGAN teacher's face for each z (cached per z, so once per track)
-        self.donors = DonorFaces(self.gcfg.resolution, self.gcfg.crop_factor, self.device) if self.gcfg.donor else None
+        self.donors = None
+        if self.gcfg.donor:
+            self.donors = DonorFaces(self.gcfg.resolution, self.gcfg.crop_factor, self.device, self.gcfg.fill_padding)
         # crops and paste-back warps of several faces in parallel (OpenCV releases the GIL);
         # only on machines with cores to spare beside decode, detection and encode
         workers = face_workers(cfg.face_workers)

@@ -47,6 +47,11 @@ class GeneratorConfig:
         donor_warp: the donor face is warped so its landmarks land on the
             crop's (`vidanon.anonymize.morph`), in training and at inference;
             off in checkpoints written before this field existed.
+        fill_padding: crops that reach past their source image (the teacher's
+            faces fill their draws) have that padding filled smoothly
+            (`align.fill_padding`) instead of streaked by repeated edge
+            pixels: training crops and, at inference, donor faces. Off in
+            older checkpoints.
     """
 
     resolution: int = 64
@@ -57,6 +62,7 @@ class GeneratorConfig:
     crop_factor: float = 1.75
     donor: bool = False
     donor_warp: bool = False
+    fill_padding: bool = False
 
     def __post_init__(self) -> None:
         if self.resolution not in RESOLUTIONS:
@@ -90,10 +96,10 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorConfig:
-        """Strict: unknown or missing keys raise ValueError ("donor" and "donor_warp" may be
-        missing: older files)."""
+        """Strict: unknown or missing keys raise ValueError ("donor", "donor_warp" and
+        "fill_padding" may be missing: older files)."""
         names = {f.name for f in fields(cls)}
-        d = {"donor": False, "donor_warp": False, **d}
+        d = {"donor": False, "donor_warp": False, "fill_padding": False, **d}
         if set(d) != names:
             raise ValueError(f"generator config keys {sorted(d)} do not match {sorted(names)}")
         return cls(**d)

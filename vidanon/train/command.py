@@ -105,6 +105,15 @@ def train_cmd(
             "donors), in training and at inference. Default: the resumed checkpoint's, else off.",
         ),
     ] = None,
+    fill_padding: Annotated[
+        bool | None,
+        typer.Option(
+            "--fill-padding/--no-fill-padding",
+            help="Fill crops' padding past the source image smoothly instead of repeating its edge "
+            "(teacher faces fill their draws), in training and in donor faces; filled pixels are weak "
+            "targets. Default: the resumed checkpoint's, else off.",
+        ),
+    ] = None,
     swap_prob: Annotated[
         float | None,
         typer.Option(
@@ -175,7 +184,7 @@ def train_cmd(
         swap_scale = float(stored.get("swap_scale", SWAP_SCALE))
     logging.getLogger("vidanon.train").info("swaps: --swap-prob %g --swap-scale %g", swap_prob, swap_scale)
     gcfg = None
-    if resume is None or any(v is not None for v in (resolution, width, donor, donor_warp)):
+    if resume is None or any(v is not None for v in (resolution, width, donor, donor_warp, fill_padding)):
         kwargs = {}
         if resolution is not None:
             kwargs["resolution"] = resolution
@@ -185,6 +194,8 @@ def train_cmd(
             kwargs["donor"] = donor
         if donor_warp is not None:
             kwargs["donor_warp"] = donor_warp
+        if fill_padding is not None:
+            kwargs["fill_padding"] = fill_padding
         # resuming, what is not asked for comes from the checkpoint (a conflicting request is the trainer's error)
         want = config_of(blob, resume).to_dict() if blob is not None else {}
         want.update(kwargs)

@@ -233,6 +233,7 @@ def make_batch(
     swap_prob: float = 0.0,
     swap_scale: float = SWAP_SCALE,
     donor_warp: bool = False,
+    fill_padding: bool = False,
 ) -> Batch:
     """Aligned, augmented crops of `faces`.
 
@@ -250,7 +251,9 @@ def make_batch(
     sizes the blended region (`swap_alpha`). With `donor_warp`, a swapped-in
     face is first warped so that its landmarks land on the crop's
     (`morph.landmark_warp`, as inference warps donors for such a generator),
-    and the batch's donor is that warped face.
+    and the batch's donor is that warped face. With `fill_padding`, each
+    crop's padding past its source image is filled smoothly
+    (`align.fill_padding`) before any swap; `valid` still marks it.
     """
     crops = []
     zs = []
@@ -279,6 +282,9 @@ def make_batch(
     image = np.concatenate([c.images for c in crops])
     masks = np.concatenate([c.masks for c in crops])
     valid = np.concatenate([c.valid for c in crops])
+    if fill_padding:
+        for i in range(len(image)):
+            image[i] = align.fill_padding(image[i], valid[i])
     z_all = np.stack(zs) if len(zs) == len(faces) else None
     donor = image if z_all is not None else None
     if swap_prob > 0 and z_all is not None and len(faces) > 1:
@@ -378,6 +384,7 @@ class BatchMaker:
         swap_prob: share of face-swapped crops (`make_batch`).
         swap_scale: size of the swapped region (`make_batch`).
         donor_warp: warp swapped-in faces onto the crops' landmarks (`make_batch`).
+        fill_padding: fill the crops' padding smoothly (`make_batch`).
     """
 
     def __init__(
@@ -393,6 +400,7 @@ class BatchMaker:
         swap_prob: float = 0.0,
         swap_scale: float = SWAP_SCALE,
         donor_warp: bool = False,
+        fill_padding: bool = False,
     ) -> None:
         if producers < 1:
             raise ValueError(f"producers must be >= 1, got {producers}")
@@ -411,6 +419,7 @@ class BatchMaker:
         self.swap_prob = swap_prob
         self.swap_scale = swap_scale
         self.donor_warp = donor_warp
+        self.fill_padding = fill_padding
         self._rng_lock = threading.Lock()
 
     def _make(self) -> Batch:
@@ -433,6 +442,7 @@ class BatchMaker:
             swap_prob=self.swap_prob,
             swap_scale=self.swap_scale,
             donor_warp=self.donor_warp,
+            fill_padding=self.fill_padding,
         )
 
     def _produce(self) -> None:

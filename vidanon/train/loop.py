@@ -28,7 +28,7 @@ from vidanon.anonymize.checkpoint import (
 from vidanon.anonymize.generator import Generator, GeneratorConfig, widen_for_donor
 from vidanon.errors import InputError, ModelLoadError
 from vidanon.train.data import SWAP_SCALE, BatchMaker, FolderFaces, TeacherFaces
-from vidanon.train.losses import Discriminator, d_hinge, diversity, g_hinge, r1_penalty, reconstruction
+from vidanon.train.losses import Discriminator, d_hinge, diversity, g_hinge, r1_penalty, reconstruction, target_weight
 
 log = logging.getLogger("vidanon.train")
 
@@ -173,11 +173,15 @@ class Trainer:
         self._widen = False
         if blob is not None:
             ckpt_g = config_of(blob, cfg.resume)
+            inputs_only = {"donor_warp": False, "fill_padding": False}
             self._widen = (
-                gcfg is not None and not ckpt_g.donor and replace(gcfg, donor_warp=False) == replace(ckpt_g, donor=True)
+                gcfg is not None
+                and gcfg.donor
+                and not ckpt_g.donor
+                and replace(gcfg, donor=False, **inputs_only) == replace(ckpt_g, **inputs_only)
             )
-            # the donor warp changes the inputs, not the weights: a run may switch it on or off
-            rewarp = gcfg is not None and gcfg == replace(ckpt_g, donor_warp=gcfg.donor_warp)
+            # the donor warp and the padding fill change the inputs, not the weights: a run may switch them
+            rewarp = gcfg is not None and replace(gcfg, **inputs_only) == replace(ckpt_g, **inputs_only)
             if gcfg is not None and gcfg != ckpt_g and not (self._widen or rewarp):
                 raise InputError(
                     f"--resume {cfg.resume} has generator config {ckpt_g}, which differs from the one asked for"
@@ -221,6 +225,7 @@ class Trainer:
             swap_prob=cfg.swap_prob,
             swap_scale=cfg.swap_scale,
             donor_warp=self.gcfg.donor_warp,
+            fill_padding=self.gcfg.fill_padding,
         )
 
     def _restore(self, blob: dict) -> None:
@@ -336,8 +341,9 @@ class Trainer:
         else:
             z_b = torch.randn(b, self.gcfg.z_dim, generator=self.zgen).to(dev)
         img2, mask2, heat2, valid2 = (torch.cat([t, t]) for t in (batch.image, batch.mask, batch.heat, batch.valid))
-        # Border padding (outside the source image) is neither a target nor shown to D.
-        target_mask = batch.mask * batch.valid
+        # Border padding (outside the source image) is not shown to D; it is a target only
+        # when filled smoothly (fill_padding), and then a weak one.
+        target_mask = target_weight(batch.mask, batch.valid, self.gcfg.fill_padding)
         real = batch.image * batch.valid
 
         with self._autocast():

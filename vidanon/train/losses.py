@@ -144,3 +144,16 @@ def diversity(
         b = b - (b * mask).sum((2, 3), keepdim=True) / area
     dist = ((a - b).abs() * mask).flatten(1).sum(1) / (mask.flatten(1).sum(1) * a.shape[1] + 1e-6)
     return F.relu(margin - dist).mean()
+
+
+FILL_WEIGHT = 0.3  # reconstruction weight of filled padding (`align.fill_padding`) against real pixels
+
+
+def target_weight(mask: torch.Tensor, valid: torch.Tensor, fill_padding: bool) -> torch.Tensor:
+    """Per-pixel weight of the reconstruction target: the mask where the crop is real
+    and, when the padding was filled smoothly, `FILL_WEIGHT` of it there (a weak
+    target: it teaches a smooth continuation where the training faces have no
+    pixels, instead of leaving the generator free to draw anything there)."""
+    if not fill_padding:
+        return mask * valid
+    return mask * (valid + FILL_WEIGHT * (1 - valid))
