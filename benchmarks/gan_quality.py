@@ -18,6 +18,9 @@ embedded with the ORIGINAL face's landmarks in both images):
              by +-5%: mean cos to the unshifted replacement (goal >= 0.6)
   realism    share of the faces YuNet finds in the original that it finds again
              (IoU > 0.5) in the replaced image (goal >= 90%)
+  pose       mean distance of the 5 landmarks YuNet finds on a replaced face from the
+             original face's, in units of the original's eye distance (lower: the
+             fake face follows the head's pose more closely; no goal)
   guard      share of faces whose first z the identity guard replaced (the figures
              above are measured with the guard on, as `vidanon anonymize` runs)
 
@@ -103,7 +106,7 @@ def evaluate(
     cov: GanCoverer, frames: list[np.ndarray], det: YuNetDetector, sface: SFace, seed: int, n_z: int = 4
 ) -> tuple[dict, list]:
     g = cov.gcfg
-    priv, div, stab, found, total, redrawn = [], [], [], 0, 0, 0
+    priv, div, stab, pose, found, total, redrawn = [], [], [], [], 0, 0, 0
     rows = []
     for frame in frames:
         d = with_ids(det.detect(frame))
@@ -134,7 +137,13 @@ def evaluate(
         after = det.detect(base)
         total += len(d)
         if len(after):
-            found += int((iou(d.xyxy, after.xyxy) > 0.5).any(axis=1).sum())
+            match = iou(d.xyxy, after.xyxy)
+            found += int((match > 0.5).any(axis=1).sum())
+            for i, j in enumerate(match.argmax(axis=1)):
+                if match[i, j] > 0.5:
+                    eyes = float(np.linalg.norm(d.landmarks[i, 0] - d.landmarks[i, 1]))
+                    err = np.linalg.norm(after.landmarks[j] - d.landmarks[i], axis=1).mean()
+                    pose.append(float(err / max(eyes, 1.0)))
         rows += crop_rows(cov, frame, d, [seed, seed + 1, seed + 2, seed + 3], base)
     priv, div = np.array(priv), np.array(div)
     t = SAME_IDENTITY_THRESHOLD
@@ -149,6 +158,7 @@ def evaluate(
         "stability_mean_cos": float(np.mean(stab)),
         "stability_min_cos": float(np.min(stab)),
         "realism_redetected": float(found / max(total, 1)),
+        "pose_landmark_error": float(np.mean(pose)) if pose else float("nan"),
         "guard_redrawn": float(redrawn / max(total, 1)),
     }
     return figures, rows
