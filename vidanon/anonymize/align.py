@@ -142,6 +142,13 @@ def ellipse_params(xyxy: np.ndarray, mask_scale: float) -> tuple[np.ndarray, np.
     return c.astype(np.float64), (half * ELLIPSE_FACTOR).astype(np.float64)
 
 
+def grown_ellipse(m: np.ndarray, xyxy: np.ndarray, mask_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and semi-axes (frame pixels) of the region the generator replaces: the filter
+    ellipse grown by MARGIN crop pixels (and at least MARGIN frame pixels) under frame->crop `m`."""
+    c, axes = ellipse_params(np.asarray(xyxy, np.float64), mask_scale)
+    return c, axes + max(MARGIN / _scale_of(m), MARGIN)
+
+
 def _inside_ellipse(px: np.ndarray, py: np.ndarray, c: np.ndarray, axes: np.ndarray) -> np.ndarray:
     ax = max(float(axes[0]), 1e-6)
     ay = max(float(axes[1]), 1e-6)
@@ -168,9 +175,7 @@ def crop_mask(m: np.ndarray, xyxy: np.ndarray, mask_scale: float, resolution: in
     MARGIN crop pixels (and at least MARGIN frame pixels) so that it contains
     the filter's rasterised ellipse even after interpolation at paste-back.
     """
-    s = _scale_of(m)
-    c, axes = ellipse_params(xyxy, mask_scale)
-    axes = axes + max(MARGIN / s, MARGIN)
+    c, axes = grown_ellipse(m, xyxy, mask_scale)
     r = np.arange(resolution)
     px, py = _affine_grid(invert(m), r, r)
     return _inside_ellipse(px, py, c, axes).astype(np.float32)
@@ -377,9 +382,7 @@ def paste_geometry(
     and its crop coordinates fall inside the crop.
     """
     x0, y0, x1, y1 = rect
-    s = _scale_of(m)
-    c, axes = ellipse_params(xyxy, mask_scale)
-    axes = axes + max(MARGIN / s, MARGIN)
+    c, axes = grown_ellipse(m, xyxy, mask_scale)
     xs, ys = np.arange(x0, x1), np.arange(y0, y1)
     qx, qy = _affine_grid(m, xs, ys)
     in_crop = (qx >= 0) & (qx <= resolution - 1) & (qy >= 0) & (qy <= resolution - 1)

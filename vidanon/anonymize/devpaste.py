@@ -81,9 +81,7 @@ def paste(
         rgb = rgb.clamp(0, 255).round()
         alpha = F.grid_sample(alphas_t[k : k + 1], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
         # the hard mask, as align.paste_geometry: inside the grown ellipse and inside the crop
-        s = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-        c, axes = align.ellipse_params(np.asarray(xyxy[i], np.float64), mask_scale)
-        axes = axes + max(align.MARGIN / s, align.MARGIN)
+        c, axes = align.grown_ellipse(m, xyxy[i], mask_scale)
         ax, ay = max(float(axes[0]), 1e-6), max(float(axes[1]), 1e-6)
         in_crop = (u >= 0) & (u <= res - 1) & (v >= 0) & (v <= res - 1)
         hard = in_crop & (((gx - c[0]) / ax) ** 2 + ((gy - c[1]) / ay) ** 2 <= 1.0)
