@@ -355,10 +355,9 @@ def paste_rect(
     rect = footprint(m, resolution, width, height)
     if rect is None:
         return None
-    s = _scale_of(m)
-    c, axes = ellipse_params(np.asarray(xyxy, np.float64), mask_scale)
-    # grown ellipse (crop_mask), the feather's reach in crop pixels, one pixel of interpolation
-    reach = axes + max(MARGIN / s, MARGIN) + (4 * _feather_radius(resolution) + 2) / s + 2
+    c, axes = grown_ellipse(m, xyxy, mask_scale)
+    # the grown ellipse (crop_mask), the feather's reach in crop pixels, one pixel of interpolation
+    reach = axes + (4 * _feather_radius(resolution) + 2) / _scale_of(m) + 2
     x0 = max(rect[0], int(np.floor(c[0] - reach[0])))
     y0 = max(rect[1], int(np.floor(c[1] - reach[1])))
     x1 = min(rect[2], int(np.ceil(c[0] + reach[0])) + 1)
