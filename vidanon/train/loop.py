@@ -173,20 +173,21 @@ class Trainer:
         self._widen = False
         if blob is not None:
             ckpt_g = config_of(blob, cfg.resume)
-            inputs_only = {"donor_warp": False, "fill_padding": False}
-            self._widen = (
-                gcfg is not None
-                and gcfg.donor
-                and not ckpt_g.donor
-                and replace(gcfg, donor=False, **inputs_only) == replace(ckpt_g, **inputs_only)
-            )
-            # the donor warp and the padding fill change the inputs, not the weights: a run may switch them
-            rewarp = gcfg is not None and replace(gcfg, **inputs_only) == replace(ckpt_g, **inputs_only)
-            if gcfg is not None and gcfg != ckpt_g and not (self._widen or rewarp):
-                raise InputError(
-                    f"--resume {cfg.resume} has generator config {ckpt_g}, which differs from the one asked for"
+            if gcfg is None:
+                gcfg = ckpt_g
+            else:
+                # the donor warp and the padding fill change the inputs, not the weights: a run may switch them
+                inputs_only = {"donor_warp": False, "fill_padding": False}
+                same_weights = replace(gcfg, **inputs_only) == replace(ckpt_g, **inputs_only)
+                self._widen = bool(
+                    gcfg.donor
+                    and not ckpt_g.donor
+                    and replace(gcfg, donor=False, **inputs_only) == replace(ckpt_g, **inputs_only)
                 )
-            gcfg = gcfg if (self._widen or rewarp) else ckpt_g
+                if not (same_weights or self._widen):
+                    raise InputError(
+                        f"--resume {cfg.resume} has generator config {ckpt_g}, which differs from the one asked for"
+                    )
         self.gcfg = gcfg or GeneratorConfig()
         if self.gcfg.donor and cfg.data != "synthetic":
             raise InputError("a donor generator trains on synthetic (teacher) faces only: its donors are teacher faces")
