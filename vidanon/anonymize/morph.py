@@ -125,7 +125,14 @@ def landmark_warp(
 ) -> np.ndarray:
     """`image` (r, r, C) warped so that its landmarks `src` (5, 2) move to `dst` (5, 2)
     (or towards them, see `warp_maps`). Both point sets are in the crop's pixels."""
-    maps = warp_maps(src, dst, image.shape[0])
+    return apply(image, warp_maps(src, dst, image.shape[0]), border)
+
+
+def apply(
+    image: np.ndarray, maps: tuple[np.ndarray, np.ndarray] | None, border: int = cv2.BORDER_REPLICATE
+) -> np.ndarray:
+    """`image` resampled by `warp_maps`' maps (a copy when they are None): one solve can
+    warp several images of the same crop."""
     if maps is None:
         return image.copy()
     return cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR, borderMode=border)

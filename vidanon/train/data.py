@@ -301,9 +301,9 @@ def make_batch(
             if donor_warp:
                 for k, (i, j) in enumerate(zip(chosen, donors)):
                     # the donor's features go where the crop's heatmaps put the face
-                    src, dst = true_points[j], crops[i].points[0]
-                    given[k] = morph.landmark_warp(given[k], src, dst)
-                    given_valid[k] = morph.landmark_warp(given_valid[k], src, dst, cv2.BORDER_CONSTANT)
+                    maps = morph.warp_maps(true_points[j], crops[i].points[0], resolution)
+                    given[k] = morph.apply(given[k], maps)
+                    given_valid[k] = morph.apply(given_valid[k], maps, cv2.BORDER_CONSTANT)
             image[chosen], valid[chosen] = swap_faces(image[chosen], valid[chosen], given, given_valid, alpha)
             z_all[chosen] = z_all[donors]  # fancy indexing copies the right side first
             donor[chosen] = given
