@@ -15,7 +15,15 @@ from vidanon.anonymize.checkpoint import load_generator, read_checkpoint
 from vidanon.anonymize.generator import GeneratorConfig
 from vidanon.errors import InputError, ModelLoadError
 from vidanon.train.loop import TrainConfig, train
-from vidanon.train.losses import Discriminator, diversity, reconstruction
+from vidanon.train.losses import (
+    Discriminator,
+    diversity,
+    equivariance,
+    invert_affine,
+    random_similarity,
+    reconstruction,
+    warp,
+)
 
 TINY = GeneratorConfig(base_channels=8, max_channels=16, w_dim=32)
 needs_teacher = pytest.mark.skipif(
@@ -45,6 +53,7 @@ def _cfg(out: Path, **kw) -> TrainConfig:
         ({"max_reuse": 0}, ValueError),
         ({"swap_prob": 1.5}, ValueError),
         ({"swap_scale": 0.3}, ValueError),
+        ({"lr_d": 0.0}, ValueError),
     ],
 )
 def test_train_config_validation(tmp_path, kw, error):
@@ -79,6 +88,31 @@ def test_losses():
         Discriminator(64, 8, downsample=3)
 
 
+def test_equivariance_term():
+    """The shift-equivariance term is ~0 for an output that moved with its inputs and large for one
+    that stayed put; the transforms are small similarities that invert exactly."""
+    g = torch.Generator().manual_seed(0)
+    theta = random_similarity(4, g)
+    lin = theta[:, :, :2]
+    scale = torch.linalg.det(lin).sqrt()
+    assert bool((scale - 1).abs().le(0.04 + 1e-6).all()) and bool(theta[:, :, 2].abs().le(2 / 32 + 1e-6).all())
+    assert torch.allclose(lin @ lin.transpose(1, 2), scale[:, None, None] ** 2 * torch.eye(2), atol=1e-6)
+    eye = torch.tensor([[1.0, 0, 0], [0, 1, 0]]).expand(4, 2, 3)
+    both = invert_affine(theta)
+    assert torch.allclose(both[:, :, :2] @ lin, torch.eye(2).expand(4, 2, 2), atol=1e-6)
+    # a smooth face-like image: a blob with structure (not a constant, which any move leaves unchanged)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
+    img = torch.stack([torch.exp(-((xx - 0.1) ** 2 + yy**2) * 8), torch.sin(4 * xx), torch.cos(3 * yy)])
+    out = img.expand(4, 3, 64, 64).contiguous()
+    w = torch.zeros(4, 1, 64, 64)
+    w[..., 16:48, 16:48] = 1  # inside, away from the border the move brings in
+    moved = warp(out, theta)
+    assert float(warp(out, eye)[..., 2:-2, 2:-2].sub(out[..., 2:-2, 2:-2]).abs().max()) < 1e-5
+    followed = float(equivariance(out, moved, theta, w))
+    stayed = float(equivariance(out, out, theta, w))
+    assert followed < 0.01 and stayed > 5 * followed and stayed > 0.02
+
+
 @needs_teacher
 def test_teacher_faces_have_landmarks():
     from vidanon.train.data import TeacherFaces, make_batch
@@ -103,7 +137,7 @@ def _centred(v: torch.Tensor) -> torch.Tensor:
 def test_face_swaps_take_the_donor_face_and_z():
     """A swapped crop keeps its own context, shows a colour-matched donor face
     inside its mask, and carries the donor's z."""
-    from vidanon.train.data import TeacherFaces, make_batch
+    from vidanon.train.data import Batch, TeacherFaces, make_batch
 
     faces = TeacherFaces(seed=3).sample(6)
     plain = make_batch(faces, 64, 1.75, np.random.default_rng(0))
@@ -131,6 +165,61 @@ def test_face_swaps_take_the_donor_face_and_z():
     again = make_batch(faces, 64, 1.75, np.random.default_rng(0), swap_prob=0.0)
     assert torch.equal(again.image, plain.image) and torch.equal(again.z, plain.z)
     assert torch.equal(plain.donor, plain.image)  # unswapped, a crop is its own donor
+    # the natural crops (what a `d_reals="natural"` discriminator sees) are the crops before the swaps
+    assert plain.natural is None and plain.reals()[0] is plain.image
+    assert torch.equal(swapped.natural, plain.image) and torch.equal(swapped.natural_valid, plain.valid)
+    assert not torch.equal(swapped.image, plain.image)
+    both = Batch.cat([plain, swapped])
+    assert torch.equal(both.natural, torch.cat([plain.image, plain.image]))
+
+
+@needs_teacher
+def test_natural_reals_reach_the_discriminator(tmp_path):
+    """With d_reals="natural" the discriminator's reals are the unswapped crops (no swap seams,
+    a face that belongs to its context), and its fakes are masked by the same valid map."""
+    from vidanon.train.data import TeacherFaces, make_batch
+    from vidanon.train.loop import Trainer
+
+    faces = TeacherFaces(seed=3).sample(4)
+    batch = make_batch(faces, 64, 1.75, np.random.default_rng(0), swap_prob=1.0)
+    for reals, want in (("natural", batch.natural * batch.natural_valid), ("targets", batch.image * batch.valid)):
+        trainer = Trainer(_cfg(tmp_path / f"{reals}.pt", d_reals=reals, swap_prob=1.0), replace(TINY, donor=True))
+        trainer.batches.close()
+        trainer._next_batch = lambda: batch
+        seen: list[torch.Tensor] = []
+        trainer.D.register_forward_pre_hook(lambda _, args, seen=seen: seen.append(args[0].detach().clone()))
+        trainer.train_step()
+        assert torch.equal(seen[0], want)  # the first call judges the reals
+        valid = batch.natural_valid if reals == "natural" else batch.valid
+        assert bool((seen[1][torch.cat([valid, valid]).expand_as(seen[1]) == 0] == 0).all())
+    with pytest.raises(ValueError):
+        _cfg(tmp_path / "x.pt", d_reals="swaps")
+
+
+@needs_teacher
+def test_equivariance_term_trains_the_generator(tmp_path):
+    """With w_equiv the step generates the moved crops too, and the term's gradient reaches the
+    generator (it is not a constant)."""
+    from vidanon.train.loop import Trainer
+
+    trainer = Trainer(_cfg(tmp_path / "e.pt", w_equiv=1.0, swap_prob=1.0, batch_size=3), replace(TINY, donor=True))
+    try:
+        batch = trainer._next_batch()
+        trainer._next_batch = lambda: batch
+        parts = trainer.train_step()
+        assert parts["eq"] > 0
+        out = trainer.G(batch.image, batch.mask, batch.heat, batch.z, batch.donor)
+        trainer.G.zero_grad()
+        trainer._equivariance(batch, out, batch.z).backward()
+        assert float(sum(p.grad.abs().sum() for p in trainer.G.parameters() if p.grad is not None)) > 0
+    finally:
+        trainer.batches.close()
+    plain = Trainer(_cfg(tmp_path / "p.pt", swap_prob=1.0), replace(TINY, donor=True))
+    plain.batches.close()
+    plain._next_batch = lambda: batch
+    assert "eq" not in plain.train_step()
+    with pytest.raises(ValueError):
+        _cfg(tmp_path / "x.pt", w_equiv=-1.0)
 
 
 @needs_teacher
@@ -243,9 +332,12 @@ def test_train_command(tmp_path):
     app.command()(train_cmd)
     out = tmp_path / "cli.pt"
     args = ["--out", str(out), "--steps", "1", "--batch-size", "2", "--threads", "1", "--width", "8"]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, args + ["--lr", "3e-4", "--d-lr", "1.2e-3"])
     assert result.exit_code == 0, result.output
     assert load_generator(out).cfg.base_channels == 8
+    opts = torch.load(out, weights_only=True)["train"]
+    assert opts["opt_g"]["param_groups"][0]["lr"] == 3e-4  # --d-lr moves the discriminator's alone
+    assert opts["opt_d"]["param_groups"][0]["lr"] == 1.2e-3
     bad = CliRunner().invoke(app, ["--out", str(out), "--steps", "1", "--resolution", "96"])
     assert isinstance(bad.exception, InputError)
     bad = CliRunner().invoke(app, ["--out", str(out), "--steps", "1", "--data", "folder"])

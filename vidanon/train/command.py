@@ -57,6 +57,14 @@ def train_cmd(
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch (0: torch default).")] = 0,
     save_every: Annotated[float, typer.Option("--save-every", help="Seconds between checkpoints.")] = 300.0,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate of generator and discriminator.")] = 5e-4,
+    d_lr: Annotated[
+        float,
+        typer.Option(
+            "--d-lr",
+            help="Adam learning rate of the discriminator alone (0: --lr). A faster discriminator "
+            "(two time-scale update) is one way to keep it from sitting at chance.",
+        ),
+    ] = 0.0,
     log_every: Annotated[int, typer.Option("--log-every", help="Steps between log lines.")] = 10,
     adv_weight: Annotated[
         float, typer.Option("--adv-weight", help="Weight of the adversarial loss (reconstruction has weight 1).")
@@ -76,9 +84,25 @@ def train_cmd(
             help="The discriminator judges inputs average-pooled by this factor (2: structure, not the teacher's texture).",
         ),
     ] = 1,
+    d_reals: Annotated[
+        str,
+        typer.Option(
+            "--d-reals",
+            help="What the discriminator sees as real: 'targets' (the reconstruction targets, face swaps "
+            "with their seams included) or 'natural' (the crops before any swap).",
+        ),
+    ] = "targets",
     div_weight: Annotated[
         float, typer.Option("--div-weight", help="Weight of the diversity hinge between two z on the same crop.")
     ] = 0.2,
+    equiv_weight: Annotated[
+        float,
+        typer.Option(
+            "--equiv-weight",
+            help="Weight of the shift-equivariance term: the crop, mask and heatmaps moved by a small random "
+            "similarity (detection jitter), the generated face must move with them (0: off). Against flicker.",
+        ),
+    ] = 0.0,
     div_margin: Annotated[
         float, typer.Option("--div-margin", help="Diversity hinge margin (mean abs difference, [-1, 1] units).")
     ] = 0.25,
@@ -217,16 +241,18 @@ def train_cmd(
             threads=threads,
             save_every_s=save_every,
             lr_g=lr,
-            lr_d=lr,
+            lr_d=d_lr or lr,
             log_every=log_every,
             data_workers=workers,
             data_producers=producers,
             max_reuse=max_reuse,
             w_adv=adv_weight,
             w_div=div_weight,
+            w_equiv=equiv_weight,
             r1_gamma=r1_gamma,
             r1_every=r1_every,
             d_downsample=d_downsample,
+            d_reals=d_reals,
             div_margin=div_margin,
             div_centred=div_centred,
             swap_prob=swap_prob,

@@ -185,6 +185,10 @@ class Batch:
         donor: (b, 3, r, r) in [-1, 1], the teacher face whose z each crop
             carries, aligned into the crop (the swapped-in face, or the crop's
             own face when not swapped); None when the faces have no z.
+        natural, natural_valid: the crops and their valid maps as drawn, before
+            any face swap (natural images: no blend seam, a face that belongs to
+            its context), for a discriminator that should not learn to accept
+            swap seams; None when no crop was swapped (then `image` is natural).
     """
 
     image: torch.Tensor
@@ -193,14 +197,29 @@ class Batch:
     z: torch.Tensor | None
     valid: torch.Tensor
     donor: torch.Tensor | None = None
+    natural: torch.Tensor | None = None
+    natural_valid: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device, non_blocking=True)
 
         return Batch(
-            move(self.image), move(self.mask), move(self.heat), move(self.z), move(self.valid), move(self.donor)
+            move(self.image),
+            move(self.mask),
+            move(self.heat),
+            move(self.z),
+            move(self.valid),
+            move(self.donor),
+            move(self.natural),
+            move(self.natural_valid),
         )
+
+    def reals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The natural crops and their valid maps (`image` itself when nothing was swapped)."""
+        if self.natural is None:
+            return self.image, self.valid
+        return self.natural, self.natural_valid
 
     @staticmethod
     def cat(parts: list[Batch]) -> Batch:
@@ -209,6 +228,7 @@ class Batch:
         def join(ts: list[torch.Tensor | None]) -> torch.Tensor | None:
             return torch.cat(ts) if all(t is not None for t in ts) else None
 
+        swapped = any(p.natural is not None for p in parts)
         return Batch(
             torch.cat([p.image for p in parts]),
             torch.cat([p.mask for p in parts]),
@@ -216,6 +236,8 @@ class Batch:
             join([p.z for p in parts]),
             torch.cat([p.valid for p in parts]),
             join([p.donor for p in parts]),
+            torch.cat([p.reals()[0] for p in parts]) if swapped else None,
+            torch.cat([p.reals()[1] for p in parts]) if swapped else None,
         )
 
 
@@ -287,6 +309,7 @@ def make_batch(
             image[i] = align.fill_padding(image[i], valid[i])
     z_all = np.stack(zs) if len(zs) == len(faces) else None
     donor = image if z_all is not None else None
+    natural = natural_valid = None
     if swap_prob > 0 and z_all is not None and len(faces) > 1:
         chosen = np.flatnonzero(rng.random(len(faces)) < swap_prob)
         if len(chosen):
@@ -297,6 +320,7 @@ def make_batch(
             )
             # image, valid and z_all are this function's own arrays; donor keeps the faces as drawn
             donor = image.copy()
+            natural, natural_valid = donor, valid.copy()
             given, given_valid = donor[donors], valid[donors]
             if donor_warp:
                 for k, (i, j) in enumerate(zip(chosen, donors)):
@@ -306,6 +330,7 @@ def make_batch(
                     given_valid[k] = morph.apply(given_valid[k], maps, cv2.BORDER_CONSTANT)
             image[chosen], valid[chosen] = swap_faces(image[chosen], valid[chosen], given, given_valid, alpha)
             z_all[chosen] = z_all[donors]  # fancy indexing copies the right side first
+            donor = donor.copy()
             donor[chosen] = given
     t_img = from_uint8(image)
     t_mask = torch.from_numpy(masks)[:, None]
@@ -313,7 +338,10 @@ def make_batch(
     z = None if z_all is None else torch.from_numpy(z_all).float()
     t_valid = torch.from_numpy(valid)[:, None]
     t_donor = None if donor is None else from_uint8(donor)
-    return Batch(t_img, t_mask, t_heat, z, t_valid, t_donor)
+    if natural is None:
+        return Batch(t_img, t_mask, t_heat, z, t_valid, t_donor)
+    t_natural, t_natural_valid = from_uint8(natural), torch.from_numpy(natural_valid)[:, None]
+    return Batch(t_img, t_mask, t_heat, z, t_valid, t_donor, t_natural, t_natural_valid)
 
 
 def swap_alpha(

@@ -27,12 +27,25 @@ from vidanon.anonymize.checkpoint import (
 )
 from vidanon.anonymize.generator import Generator, GeneratorConfig, widen_for_donor
 from vidanon.errors import InputError, ModelLoadError
-from vidanon.train.data import SWAP_SCALE, BatchMaker, FolderFaces, TeacherFaces
-from vidanon.train.losses import Discriminator, d_hinge, diversity, g_hinge, r1_penalty, reconstruction, target_weight
+from vidanon.train.data import SWAP_SCALE, Batch, BatchMaker, FolderFaces, TeacherFaces
+from vidanon.train.losses import (
+    Discriminator,
+    d_hinge,
+    diversity,
+    equivariance,
+    g_hinge,
+    invert_affine,
+    r1_penalty,
+    random_similarity,
+    reconstruction,
+    target_weight,
+    warp,
+)
 
 log = logging.getLogger("vidanon.train")
 
 DATA_SOURCES = ("synthetic", "folder")
+D_REALS = ("targets", "natural")
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,9 @@ class TrainConfig:
         log_every: steps between log lines.
         lr_g, lr_d: Adam learning rates (betas 0.5, 0.99).
         w_rec, w_adv, w_div: loss weights.
+        w_equiv: weight of the shift-equivariance term (`losses.equivariance`):
+            the crop, mask and heatmaps moved by a small random similarity
+            (detection jitter), the generated face must move with them (0: off).
         div_margin: diversity hinge margin (mean abs difference in [-1, 1] units).
         div_centred: measure diversity after removing each output's mean colour.
         r1_gamma, r1_every: lazy R1 penalty on the discriminator (0 disables).
@@ -61,6 +77,11 @@ class TrainConfig:
         d_channels: discriminator base channels.
         d_spectral_norm: spectral normalisation in the discriminator.
         d_downsample: the discriminator judges inputs average-pooled by this factor.
+        d_reals: what the discriminator is shown as real: "targets" (the
+            reconstruction targets, face swaps included, with their blend seams)
+            or "natural" (the crops as drawn, before any swap: a face that
+            belongs to its context; the context outside the mask is the same
+            as the fake's, so only the face is judged).
         reset_discriminator: when resuming, start a new discriminator (and its
             optimizer) instead of loading the stored one, e.g. to change its kind.
         data_workers: threads that detect faces and make crops ahead of the
@@ -95,6 +116,7 @@ class TrainConfig:
     w_rec: float = 1.0
     w_adv: float = 0.1
     w_div: float = 0.2
+    w_equiv: float = 0.0
     div_margin: float = 0.25
     div_centred: bool = False
     r1_gamma: float = 0.1
@@ -103,6 +125,7 @@ class TrainConfig:
     d_channels: int = 32
     d_spectral_norm: bool = False
     d_downsample: int = 1
+    d_reals: str = "targets"
     reset_discriminator: bool = False
     data_workers: int = 0
     data_producers: int = 1
@@ -119,6 +142,12 @@ class TrainConfig:
             raise ValueError(f"steps and minutes must be >= 0, got {self.steps}, {self.minutes}")
         if self.steps == 0 and self.minutes == 0:
             raise ValueError("give a step limit or a time limit (steps or minutes)")
+        if self.d_reals not in D_REALS:
+            raise ValueError(f"d_reals must be one of {', '.join(D_REALS)}, got {self.d_reals!r}")
+        if self.w_equiv < 0:
+            raise ValueError(f"w_equiv must be >= 0, got {self.w_equiv}")
+        if self.lr_g <= 0 or self.lr_d <= 0:
+            raise ValueError(f"learning rates must be > 0, got {self.lr_g} (generator), {self.lr_d} (discriminator)")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {self.batch_size}")
         if self.r1_gamma < 0 or self.r1_every < 1:
@@ -329,8 +358,9 @@ class Trainer:
                 t.contiguous(memory_format=torch.channels_last)
                 for t in (batch.image, batch.mask, batch.heat, batch.valid)
             )
-            if batch.donor is not None:
-                batch.donor = batch.donor.contiguous(memory_format=torch.channels_last)
+            for name in ("donor", "natural", "natural_valid"):
+                if getattr(batch, name) is not None:
+                    setattr(batch, name, getattr(batch, name).contiguous(memory_format=torch.channels_last))
         b = batch.image.shape[0]
         teacher_z = batch.z is not None and batch.z.shape[1] == self.gcfg.z_dim
         z_a = batch.z if teacher_z else torch.randn(b, self.gcfg.z_dim, generator=self.zgen).to(dev)
@@ -341,18 +371,20 @@ class Trainer:
             donors = torch.cat([batch.donor, batch.donor.roll(1, 0)])
         else:
             z_b = torch.randn(b, self.gcfg.z_dim, generator=self.zgen).to(dev)
-        img2, mask2, heat2, valid2 = (torch.cat([t, t]) for t in (batch.image, batch.mask, batch.heat, batch.valid))
+        img2, mask2, heat2 = (torch.cat([t, t]) for t in (batch.image, batch.mask, batch.heat))
         # Border padding (outside the source image) is not shown to D; it is a target only
         # when filled smoothly (fill_padding), and then a weak one.
         target_mask = target_weight(batch.mask, batch.valid, self.gcfg.fill_padding)
-        real = batch.image * batch.valid
+        real_image, real_valid = batch.reals() if cfg.d_reals == "natural" else (batch.image, batch.valid)
+        real = real_image * real_valid
+        shown = torch.cat([real_valid, real_valid])  # D sees real and fake through the same valid map
 
         with self._autocast():
             fake = self.G(img2, mask2, heat2, torch.cat([z_a, z_b]), donors)
         # discriminator
         self.D.requires_grad_(True)
         with self._autocast():
-            loss_d = d_hinge(self.D(real, batch.mask, batch.heat), self.D(fake.detach() * valid2, mask2, heat2))
+            loss_d = d_hinge(self.D(real, batch.mask, batch.heat), self.D(fake.detach() * shown, mask2, heat2))
         r1 = torch.zeros((), device=dev)
         if cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0:
             r1 = r1_penalty(self.D, real, batch.mask, batch.heat)
@@ -363,19 +395,38 @@ class Trainer:
         # generator
         self.D.requires_grad_(False)
         with self._autocast():
-            adv = g_hinge(self.D(fake * valid2, mask2, heat2))
+            adv = g_hinge(self.D(fake * shown, mask2, heat2))
         fake = fake.float()
         fa, fb = fake.chunk(2)
         rec = reconstruction(fa, batch.image, target_mask, coarse_only=not teacher_z)
         div = diversity(fa, fb, target_mask, cfg.div_margin, cfg.div_centred)
         loss_g = cfg.w_adv * adv + cfg.w_rec * rec + cfg.w_div * div
+        eq = torch.zeros((), device=dev)
+        if cfg.w_equiv > 0:
+            eq = self._equivariance(batch, fa, z_a)
+            loss_g = loss_g + cfg.w_equiv * eq
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
         self._update_ema()
         self.step += 1
         parts = {"d": loss_d, "r1": r1, "adv": adv, "rec": rec, "div": div}
+        if cfg.w_equiv > 0:
+            parts["eq"] = eq
         return {k: float(v.detach()) for k, v in parts.items()}
+
+    def _equivariance(self, batch: Batch, out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The shift-equivariance term for the outputs `out` (made with z): the crop, its mask and
+        heatmaps moved by a random similarity (a detection's jitter between frames; the donor, which
+        inference aligns once per track's face, stays), generated again and moved back."""
+        theta = random_similarity(out.shape[0], self.zgen).to(out.device)
+        image, heat, valid = (warp(t, theta) for t in (batch.image, batch.heat, batch.valid))
+        mask = (warp(batch.mask, theta) > 0.5).to(batch.mask.dtype)
+        with self._autocast():
+            moved = self.G(image, mask, heat, z, batch.donor if self.gcfg.donor else None)
+        # compare where both outputs are generated from real (not padded) pixels
+        both = warp(mask * valid, invert_affine(theta)) > 0.5
+        return equivariance(out, moved.float(), theta, batch.mask * batch.valid * both)
 
     def run(self) -> dict[str, float]:
         """Trains until the step or time limit, saving on the way; returns a summary."""

@@ -157,3 +157,48 @@ def target_weight(mask: torch.Tensor, valid: torch.Tensor, fill_padding: bool) -
     if not fill_padding:
         return mask * valid
     return mask * (valid + FILL_WEIGHT * (1 - valid))
+
+
+def random_similarity(
+    b: int, generator: torch.Generator, shift: float = 2 / 32, scale: float = 0.04, degrees: float = 3.0
+) -> torch.Tensor:
+    """(b, 2, 3) random similarity transforms in `F.affine_grid`'s normalised coordinates:
+    shift up to `shift` (2/32 is 2 px of a 64 px crop), scale by up to `scale` either way,
+    rotate by up to `degrees`. The size of a detection's frame-to-frame jitter after smoothing."""
+
+    def uniform(lim: float) -> torch.Tensor:
+        return (torch.rand(b, generator=generator) * 2 - 1) * lim
+
+    s = 1 + uniform(scale)
+    a = uniform(degrees) * torch.pi / 180
+    cos, sin = s * torch.cos(a), s * torch.sin(a)
+    t = torch.stack([uniform(shift), uniform(shift)], 1)
+    return torch.stack([torch.stack([cos, -sin, t[:, 0]], 1), torch.stack([sin, cos, t[:, 1]], 1)], 1)
+
+
+def invert_affine(theta: torch.Tensor) -> torch.Tensor:
+    """Inverse of (b, 2, 3) affine transforms."""
+    lin = torch.linalg.inv(theta[:, :, :2])
+    return torch.cat([lin, -lin @ theta[:, :, 2:]], 2)
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Resamples x (b, c, r, r) so that output pixel p shows input pixel theta @ p (bilinear, edge
+    pixels repeated outside)."""
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def equivariance(out: torch.Tensor, moved_out: torch.Tensor, theta: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Shift equivariance of the generated face: `moved_out` was generated from the inputs moved
+    by `warp(., theta)` (the crop, its mask and heatmaps, as when the detection jitters between
+    frames, the donor and z unchanged); moved back, it should show what `out` shows.
+
+    Args:
+        out: (b, 3, r, r) output for the unmoved inputs; the anchor (not differentiated).
+        moved_out: (b, 3, r, r) output for the moved inputs.
+        theta: (b, 2, 3) the move.
+        weight: (b, 1, r, r) where to compare (generated in both, in the unmoved frame).
+    """
+    back = warp(moved_out, invert_affine(theta))
+    return _masked_l1(back, out.detach(), weight)
