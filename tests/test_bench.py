@@ -51,8 +51,8 @@ def test_against_itself_everything_leaks(reports):
     assert r.identity[1].mean > 0.8 and r.identity[5].mean > 0.7
     assert r.identity[30].pairs == 0 and r.identity[30].mean is None  # clip shorter than 30 frames
     assert r.flicker.pairs == CLIP_FRAMES - 1
-    assert r.flicker.ratio == pytest.approx(1.0)
-    assert r.flicker.original > 0
+    assert r.flicker.ratio == pytest.approx(1.0) and r.flicker.ratio_lowpass == pytest.approx(1.0)
+    assert r.flicker.original > 0 and 0 < r.flicker.original_lowpass < r.flicker.original
 
 
 def test_black_boxes_hide_everything(reports):
@@ -73,6 +73,7 @@ def test_changing_identity_is_less_consistent(reports):
     assert same.identity[1].mean - varying.identity[1].mean > 0.4
     assert same.identity[5].p5 > varying.identity[5].p5
     assert varying.flicker.ratio > same.flicker.ratio
+    assert varying.flicker.ratio_lowpass > same.flicker.ratio_lowpass
 
 
 def test_noise_flickers(reports):

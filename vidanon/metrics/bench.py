@@ -138,7 +138,9 @@ class TrackIdentity:
 class FlickerStats:
     """Mean flow-compensated change inside face regions per frame pair (0-255).
 
-    `cuts` frame pairs with faces were left out as scene cuts.
+    `cuts` frame pairs with faces were left out as scene cuts. The `_lowpass`
+    figures are the same with both frames blurred by one flow pixel first
+    (`metrics.flicker`): sharper content alone raises the plain ratio.
     """
 
     pairs: int = 0
@@ -146,6 +148,9 @@ class FlickerStats:
     original: float | None = None
     ratio: float | None = None
     cuts: int = 0
+    output_lowpass: float | None = None
+    original_lowpass: float | None = None
+    ratio_lowpass: float | None = None
 
 
 @dataclass
@@ -403,10 +408,12 @@ class _Accumulator:
         if self.flicker:
             fl.output = float(np.mean([s.output for s in self.flicker]))
             fl.original = float(np.mean([s.original for s in self.flicker]))
-            if fl.original > 1e-9:
-                fl.ratio = fl.output / fl.original
-            elif fl.output <= 1e-9:
-                fl.ratio = 1.0
+            fl.ratio = _ratio(fl.output, fl.original)
+            low = [s for s in self.flicker if s.output_lowpass is not None and s.original_lowpass is not None]
+            if low:
+                fl.output_lowpass = float(np.mean([s.output_lowpass for s in low]))
+                fl.original_lowpass = float(np.mean([s.original_lowpass for s in low]))
+                fl.ratio_lowpass = _ratio(fl.output_lowpass, fl.original_lowpass)
         return BenchReport(
             faces=self.faces,
             privacy=privacy,
@@ -419,6 +426,13 @@ class _Accumulator:
             flicker_series=self.flicker,
             **kw,
         )
+
+
+def _ratio(output: float, original: float) -> float | None:
+    """output / original; 1 when both are 0 (nothing moved), None when only the original is 0."""
+    if original > 1e-9:
+        return output / original
+    return 1.0 if output <= 1e-9 else None
 
 
 def _lag_stats(values: list[float]) -> LagStats:
