@@ -197,29 +197,32 @@ def test_natural_reals_reach_the_discriminator(tmp_path):
 
 
 @needs_teacher
-def test_equivariance_term_trains_the_generator(tmp_path):
-    """With w_equiv the step generates the moved crops too, and the term's gradient reaches the
-    generator (it is not a constant)."""
+def test_temporal_terms_train_the_generator(tmp_path):
+    """With w_equiv / w_hold the step generates the moved (jittered) crops too, and each term's
+    gradient reaches the generator (it is not a constant)."""
     from vidanon.train.loop import Trainer
 
-    trainer = Trainer(_cfg(tmp_path / "e.pt", w_equiv=1.0, swap_prob=1.0, batch_size=3), replace(TINY, donor=True))
+    cfg = _cfg(tmp_path / "e.pt", w_equiv=1.0, w_hold=1.0, swap_prob=1.0, batch_size=3)
+    trainer = Trainer(cfg, replace(TINY, donor=True))
     try:
         batch = trainer._next_batch()
         trainer._next_batch = lambda: batch
         parts = trainer.train_step()
-        assert parts["eq"] > 0
-        out = trainer.G(batch.image, batch.mask, batch.heat, batch.z, batch.donor)
-        trainer.G.zero_grad()
-        trainer._equivariance(batch, out, batch.z).backward()
-        assert float(sum(p.grad.abs().sum() for p in trainer.G.parameters() if p.grad is not None)) > 0
+        assert parts["eq"] > 0 and parts["hold"] > 0
+        for term in (trainer._equivariance, trainer._hold):
+            out = trainer.G(batch.image, batch.mask, batch.heat, batch.z, batch.donor)
+            trainer.G.zero_grad()
+            term(batch, out, batch.z).backward()
+            assert float(sum(p.grad.abs().sum() for p in trainer.G.parameters() if p.grad is not None)) > 0
     finally:
         trainer.batches.close()
     plain = Trainer(_cfg(tmp_path / "p.pt", swap_prob=1.0), replace(TINY, donor=True))
     plain.batches.close()
     plain._next_batch = lambda: batch
-    assert "eq" not in plain.train_step()
-    with pytest.raises(ValueError):
-        _cfg(tmp_path / "x.pt", w_equiv=-1.0)
+    assert not {"eq", "hold"} & set(plain.train_step())
+    for bad in ({"w_equiv": -1.0}, {"w_hold": -0.5}):
+        with pytest.raises(ValueError):
+            _cfg(tmp_path / "x.pt", **bad)
 
 
 @needs_teacher

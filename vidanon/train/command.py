@@ -103,6 +103,14 @@ def train_cmd(
             "similarity (detection jitter), the generated face must move with them (0: off). Against flicker.",
         ),
     ] = 0.0,
+    hold_weight: Annotated[
+        float,
+        typer.Option(
+            "--hold-weight",
+            help="Weight of the context-stability term: only the crop's pixels moved a little and noised "
+            "(landmarks, mask, donor and z kept), the generated face must not change (0: off). Against flicker.",
+        ),
+    ] = 0.0,
     div_margin: Annotated[
         float, typer.Option("--div-margin", help="Diversity hinge margin (mean abs difference, [-1, 1] units).")
     ] = 0.25,
@@ -249,6 +257,7 @@ def train_cmd(
             w_adv=adv_weight,
             w_div=div_weight,
             w_equiv=equiv_weight,
+            w_hold=hold_weight,
             r1_gamma=r1_gamma,
             r1_every=r1_every,
             d_downsample=d_downsample,

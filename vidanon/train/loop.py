@@ -34,6 +34,7 @@ from vidanon.train.losses import (
     diversity,
     equivariance,
     g_hinge,
+    hold,
     invert_affine,
     r1_penalty,
     random_similarity,
@@ -70,6 +71,10 @@ class TrainConfig:
         w_equiv: weight of the shift-equivariance term (`losses.equivariance`):
             the crop, mask and heatmaps moved by a small random similarity
             (detection jitter), the generated face must move with them (0: off).
+        w_hold: weight of the context-stability term (`losses.hold`): only the
+            crop's pixels moved a little and noised (mask, heatmaps, donor and z
+            kept), the generated face must not change (0: off). Against the
+            frame-to-frame change of a tracked face.
         div_margin: diversity hinge margin (mean abs difference in [-1, 1] units).
         div_centred: measure diversity after removing each output's mean colour.
         r1_gamma, r1_every: lazy R1 penalty on the discriminator (0 disables).
@@ -117,6 +122,7 @@ class TrainConfig:
     w_adv: float = 0.1
     w_div: float = 0.2
     w_equiv: float = 0.0
+    w_hold: float = 0.0
     div_margin: float = 0.25
     div_centred: bool = False
     r1_gamma: float = 0.1
@@ -144,8 +150,8 @@ class TrainConfig:
             raise ValueError("give a step limit or a time limit (steps or minutes)")
         if self.d_reals not in D_REALS:
             raise ValueError(f"d_reals must be one of {', '.join(D_REALS)}, got {self.d_reals!r}")
-        if self.w_equiv < 0:
-            raise ValueError(f"w_equiv must be >= 0, got {self.w_equiv}")
+        if self.w_equiv < 0 or self.w_hold < 0:
+            raise ValueError(f"w_equiv and w_hold must be >= 0, got {self.w_equiv}, {self.w_hold}")
         if self.lr_g <= 0 or self.lr_d <= 0:
             raise ValueError(f"learning rates must be > 0, got {self.lr_g} (generator), {self.lr_d} (discriminator)")
         if self.batch_size < 2:
@@ -405,6 +411,10 @@ class Trainer:
         if cfg.w_equiv > 0:
             eq = self._equivariance(batch, fa, z_a)
             loss_g = loss_g + cfg.w_equiv * eq
+        held = torch.zeros((), device=dev)
+        if cfg.w_hold > 0:
+            held = self._hold(batch, fa, z_a)
+            loss_g = loss_g + cfg.w_hold * held
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -413,7 +423,20 @@ class Trainer:
         parts = {"d": loss_d, "r1": r1, "adv": adv, "rec": rec, "div": div}
         if cfg.w_equiv > 0:
             parts["eq"] = eq
+        if cfg.w_hold > 0:
+            parts["hold"] = held
         return {k: float(v.detach()) for k, v in parts.items()}
+
+    def _hold(self, batch: Batch, out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The context-stability term for the outputs `out` (made with z): the crop's pixels moved by
+        a random similarity of up to 1.5 px, 3% and 2 degrees and noised (sigma 2 of 255 levels), everything
+        that places and identifies the face kept, generated again."""
+        theta = random_similarity(out.shape[0], self.zgen, shift=1.5 / 32, scale=0.03, degrees=2.0)
+        noise = torch.randn(batch.image.shape, generator=self.zgen) * (4 / 255)  # [-1, 1] units
+        image = warp(batch.image, theta.to(out.device)) + noise.to(out.device)
+        with self._autocast():
+            jittered = self.G(image, batch.mask, batch.heat, z, batch.donor if self.gcfg.donor else None)
+        return hold(out, jittered.float(), batch.mask * batch.valid)
 
     def _equivariance(self, batch: Batch, out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The shift-equivariance term for the outputs `out` (made with z): the crop, its mask and

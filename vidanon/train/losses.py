@@ -202,3 +202,17 @@ def equivariance(out: torch.Tensor, moved_out: torch.Tensor, theta: torch.Tensor
     """
     back = warp(moved_out, invert_affine(theta))
     return _masked_l1(back, out.detach(), weight)
+
+
+def hold(out: torch.Tensor, jittered_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Stability of the generated face against its context: `jittered_out` was generated from the
+    same crop with only its pixels moved a little and noised (the mask, heatmaps, donor and z
+    unchanged), as a tracked face's crop changes from frame to frame while the smoothed landmarks
+    that place it hold still; it should show what `out` shows.
+
+    Args:
+        out: (b, 3, r, r) output for the crop as it is; the anchor (not differentiated).
+        jittered_out: (b, 3, r, r) output for the jittered crop.
+        weight: (b, 1, r, r) where to compare (the generated region).
+    """
+    return _masked_l1(jittered_out, out.detach(), weight)
