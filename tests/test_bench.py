@@ -86,7 +86,8 @@ def test_report_is_json(reports):
     d = json.loads(json.dumps(reports("varying_swap").to_dict()))
     assert set(d["identity"]["lags"]) == {"1", "5", "30"}
     assert d["leak"]["count"] == 0
-    assert len(d["series"]["flicker"]) == CLIP_FRAMES - 1
+    assert len(d["series"]["flicker"]) == len(d["series"]["flicker_lowpass"]) == CLIP_FRAMES - 1
+    assert d["flicker"]["ratio_lowpass"] > 0
     assert "series" not in reports("original").to_dict(series=False)
 
 

@@ -206,6 +206,7 @@ class BenchReport:
             out["series"] = {
                 "identity_lag1": {str(t): [[f, c] for f, c in s] for t, s in self.identity_series.items()},
                 "flicker": [[s.index, s.output, s.original] for s in self.flicker_series],
+                "flicker_lowpass": [[s.index, s.output_lowpass, s.original_lowpass] for s in self.flicker_series],
             }
         return out
 
