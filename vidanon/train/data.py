@@ -318,10 +318,9 @@ def make_batch(
             alpha = np.stack(
                 [swap_alpha(crops[i].transforms[0], faces[i].xyxy, masks[i], resolution, swap_scale) for i in chosen]
             )
-            # image, valid and z_all are this function's own arrays; donor keeps the faces as drawn
-            donor = image.copy()
-            natural, natural_valid = donor, valid.copy()
-            given, given_valid = donor[donors], valid[donors]
+            # image, valid and z_all are this function's own arrays: keep the crops as drawn
+            natural, natural_valid = image.copy(), valid.copy()
+            given, given_valid = natural[donors], natural_valid[donors]
             if donor_warp:
                 for k, (i, j) in enumerate(zip(chosen, donors)):
                     # the donor's features go where the crop's heatmaps put the face
@@ -330,7 +329,7 @@ def make_batch(
                     given_valid[k] = morph.apply(given_valid[k], maps, cv2.BORDER_CONSTANT)
             image[chosen], valid[chosen] = swap_faces(image[chosen], valid[chosen], given, given_valid, alpha)
             z_all[chosen] = z_all[donors]  # fancy indexing copies the right side first
-            donor = donor.copy()
+            donor = natural.copy()
             donor[chosen] = given
     t_img = from_uint8(image)
     t_mask = torch.from_numpy(masks)[:, None]

@@ -407,24 +407,17 @@ class Trainer:
         rec = reconstruction(fa, batch.image, target_mask, coarse_only=not teacher_z)
         div = diversity(fa, fb, target_mask, cfg.div_margin, cfg.div_centred)
         loss_g = cfg.w_adv * adv + cfg.w_rec * rec + cfg.w_div * div
-        eq = torch.zeros((), device=dev)
-        if cfg.w_equiv > 0:
-            eq = self._equivariance(batch, fa, z_a)
-            loss_g = loss_g + cfg.w_equiv * eq
-        held = torch.zeros((), device=dev)
-        if cfg.w_hold > 0:
-            held = self._hold(batch, fa, z_a)
-            loss_g = loss_g + cfg.w_hold * held
+        parts = {"d": loss_d, "r1": r1, "adv": adv, "rec": rec, "div": div}
+        # the temporal terms, only when weighted: each generates the batch once more
+        for name, weight, term in (("eq", cfg.w_equiv, self._equivariance), ("hold", cfg.w_hold, self._hold)):
+            if weight > 0:
+                parts[name] = term(batch, fa, z_a)
+                loss_g = loss_g + weight * parts[name]
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
         self._update_ema()
         self.step += 1
-        parts = {"d": loss_d, "r1": r1, "adv": adv, "rec": rec, "div": div}
-        if cfg.w_equiv > 0:
-            parts["eq"] = eq
-        if cfg.w_hold > 0:
-            parts["hold"] = held
         return {k: float(v.detach()) for k, v in parts.items()}
 
     def _hold(self, batch: Batch, out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
