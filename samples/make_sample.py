@@ -1,4 +1,4 @@
-"""Rebuilds samples/people.mp4 from the bundled photos (see samples/README.md).
+"""Rebuilds samples/people.mp4 and samples/handheld.mp4 from the bundled photos (see samples/README.md).
 
     .venv/bin/python samples/make_sample.py
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vidanon.synth import Occluder, photo, write_video
+from vidanon.synth import Occluder, handheld_frames, photo, write_frames, write_video
 
 if __name__ == "__main__":
     out = Path(__file__).resolve().parent / "people.mp4"
@@ -20,4 +20,8 @@ if __name__ == "__main__":
         occluders=(Occluder(20, 25, 0.0, 0.55),),
         crf=20,
     )
+    print(out)
+    # 6 s hand-held: drift, roll, zoom, a fast swing at 2.4-3 s, faces that stretch non-rigidly
+    out = out.with_name("handheld.mp4")
+    write_frames(out, handheld_frames(photo("faceapi-sample3.jpg"), 150), fps=25, crf=20, audio=True)
     print(out)

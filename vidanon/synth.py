@@ -1,5 +1,5 @@
-"""Small synthetic test media built from real photos: a slow pan over a photo,
-an optional occluder, and a sine-wave audio track. Used by the tests, the
+"""Small synthetic test media built from real photos: a slow pan over a photo
+(or a hand-held view of it), an optional occluder, and a sine-wave audio track. Used by the tests, the
 bundled sample and the benchmarks, so that all of them make media one way."""
 
 from __future__ import annotations
@@ -46,6 +46,38 @@ def pan_frame(img: np.ndarray, size: tuple[int, int], t: float, zoom: float = 1.
     cy = h / 2
     m = np.array([[out_w / cw, 0, -(cx - cw / 2) * out_w / cw], [0, out_h / ch, -(cy - ch / 2) * out_h / ch]])
     return cv2.warpAffine(img, m, (out_w, out_h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+
+
+def handheld_frames(
+    img: np.ndarray, n: int, size: tuple[int, int] = (640, 360), seed: int = 0, swing: tuple[int, int] = (60, 75)
+) -> list[np.ndarray]:
+    """`n` views of `img` as a hand-held camera would film it: a random-walk drift of about a
+    pixel per frame, a slow roll (+-2.5 degrees) and zoom (+-6%), a fast swing (6 px per frame)
+    over frames `swing`, and a smooth non-rigid warp that breathes over time (faces stretch
+    and shear a little, as a turning or talking head does; no similarity explains it)."""
+    rng = np.random.default_rng(seed)
+    h, w = img.shape[:2]
+    out_w, out_h = size
+    yy, xx = np.mgrid[0:out_h, 0:out_w].astype(np.float32)
+    pos, vel = np.zeros(2), np.zeros(2)
+    frames = []
+    for t in range(n):
+        vel = 0.8 * vel + rng.normal(0, 0.6, 2)
+        if swing[0] <= t < swing[1]:
+            vel = np.array([6.0, 1.5])
+        pos += vel
+        m = cv2.getRotationMatrix2D(
+            (w / 2, h / 2),
+            2.5 * np.sin(2 * np.pi * t / 50),
+            out_w / (w * 0.8) * (1 + 0.06 * np.sin(2 * np.pi * t / 70)),
+        )
+        m[:, 2] += np.array([out_w / 2 - w / 2, out_h / 2 - h / 2]) + pos
+        view = cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        a, b = 3.0 * np.sin(2 * np.pi * t / 40), 2.0 * np.cos(2 * np.pi * t / 33)
+        mapx = (xx + a * np.sin(2 * np.pi * xx / 180.0)).astype(np.float32)
+        mapy = (yy + b * np.sin(2 * np.pi * yy / 150.0 + 1.0)).astype(np.float32)
+        frames.append(cv2.remap(view, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    return frames
 
 
 def write_video(
