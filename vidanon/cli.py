@@ -199,6 +199,13 @@ def anonymize(
     smoothing: bool = typer.Option(
         True, "--smoothing/--no-smoothing", help="Smooth face boxes and landmarks over time."
     ),
+    motion: bool | None = typer.Option(
+        None,
+        "--motion/--no-motion",
+        help="With smoothing, carry each face from frame to frame by its own image motion (optical flow), the "
+        "detector correcting it slowly: steadier faces, ~0.3 ms per face per frame. Default: on in gan mode only.",
+        show_default=False,
+    ),
     codec: str = typer.Option(
         "libx264",
         "--codec",
@@ -231,7 +238,7 @@ def anonymize(
         try:
             cfg = PipelineConfig(
                 detect=DetectConfig(score_threshold=threshold, max_size=detect_size, every=detect_every),
-                track=TrackConfig(hold_frames=hold_frames, lookahead=lookahead, smoothing=smoothing),
+                track=TrackConfig(hold_frames=hold_frames, lookahead=lookahead, smoothing=smoothing, motion=motion),
                 cover=CoverConfig(
                     mode=mode.value,
                     shape=mask_shape.value,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 COVER_MODES = ("blur", "pixelate", "solid", "gan")
 MASK_SHAPES = ("ellipse", "box")
@@ -70,6 +70,16 @@ class TrackConfig:
         smoothing: smooth boxes and landmarks over time (One-Euro filter).
         min_cutoff, beta: One-Euro parameters (in frames): lower min_cutoff
             smooths more when still; higher beta follows fast motion sooner.
+        motion: with smoothing, carry each face from frame to frame by the
+            image motion of its own pixels (corners followed by optical flow,
+            a similarity fitted to them) and let the detection correct that
+            slowly; faces whose motion cannot be followed use the One-Euro
+            filter. None: on in gan mode, off for the filters (`PipelineConfig`
+            decides; a tracker given frames alone treats None as on). It costs
+            ~0.3 ms per face per frame on the detection thread: blur mode at
+            720p on 2 cores ran at 0.49x the floor with it, 0.59x without.
+        motion_gain: the share of the gap between the motion-carried face and
+            the detection closed per frame, in (0, 1]; 1 follows the detector.
     """
 
     hold_frames: int = 12
@@ -79,6 +89,8 @@ class TrackConfig:
     smoothing: bool = True
     min_cutoff: float = 0.05
     beta: float = 0.02
+    motion: bool | None = None
+    motion_gain: float = 0.1
 
     def __post_init__(self) -> None:
         _check(0 <= self.hold_frames <= 1000, f"hold_frames must be in [0, 1000], got {self.hold_frames}")
@@ -88,6 +100,7 @@ class TrackConfig:
             0.0 < self.distance_threshold <= 1.0, f"distance_threshold must be in (0, 1], got {self.distance_threshold}"
         )
         _check(self.min_cutoff > 0 and self.beta >= 0, "min_cutoff must be > 0 and beta >= 0")
+        _check(0.0 < self.motion_gain <= 1.0, f"motion_gain must be in (0, 1], got {self.motion_gain}")
 
 
 @dataclass(frozen=True)
@@ -202,3 +215,5 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         _check(1 <= self.queue_size <= 256, f"queue_size must be in [1, 256], got {self.queue_size}")
+        if self.track.motion is None:  # steadiness matters for generated faces, a blur hardly shows it
+            object.__setattr__(self, "track", replace(self.track, motion=self.cover.mode == "gan"))

@@ -174,7 +174,7 @@ class FrameAnonymizer:
         """
         dets, failed = detected if detected is not None else self.detect(rgb, index)
         t1 = time.perf_counter()
-        faces = self.tracker.update(dets, index, scene_cut=scene_cut and not failed)
+        faces = self.tracker.update(dets, index, scene_cut=scene_cut and not failed, frame=rgb)
         self.track_ids.update(int(t) for t in faces.track_id if t >= 0)
         self.seconds["track"] += time.perf_counter() - t1
         return faces, failed

@@ -8,9 +8,15 @@ frame, with a persistent `track_id`:
 - every track that the detector missed for at most `hold_frames` frames, at its
   predicted position, grown a little per missed frame (state PREDICTED).
 
-Boxes and landmarks are smoothed per track (One-Euro); when the detection runs
-away from the smoothed box (fast motion), the filter snaps to the detection so
-the covered region never lags behind the face.
+Boxes and landmarks are smoothed per track. Given the frame, a face detected
+in consecutive frames is carried by its own image motion (`track.motion`: the
+previous frame's box and landmarks moved by the similarity its pixels moved
+by) and pulled towards the detection by `motion_gain` of the gap: the detector
+is the slow correction, the image the fast one. Otherwise (no frame, a face
+whose motion cannot be followed, the first frame after a gap) a One-Euro
+filter smooths the detections. Either way, when the detection runs away from
+the result (fast motion, a turn), it snaps to the detection so the covered
+region never lags behind the face.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import numpy as np
 from norfair import Detection, Tracker
 
 from vidanon.config import TrackConfig
+from vidanon.track.motion import face_motion, move_face, to_gray
 from vidanon.track.smooth import OneEuro
 from vidanon.types import DETECTED, PREDICTED, FaceDetections
 
@@ -32,6 +39,8 @@ class _TrackState:
         self.missed = 0  # counts towards hold_frames (a scene cut jumps it near the end)
         self.unseen = 0  # frames since the last detection: how far the held box grows
         self.last_box: np.ndarray | None = None
+        self.last_lm: np.ndarray | None = None  # (5, 2) as last output, what the image motion moves
+        self.last_index = -1  # frame index of the last detection
         self.last_lm_rel: np.ndarray | None = None  # landmarks relative to the box, for predictions
 
 
@@ -55,8 +64,12 @@ class FaceTracker:
         )
         self._states: dict[int, _TrackState] = {}
         self.new_ids: list[int] = []
+        self._prev_gray: np.ndarray | None = None
+        self.motion_steps = 0  # detections placed by image motion (the rest by the One-Euro filter)
 
-    def update(self, dets: FaceDetections, frame_index: int, scene_cut: bool = False) -> FaceDetections:
+    def update(
+        self, dets: FaceDetections, frame_index: int, scene_cut: bool = False, frame: np.ndarray | None = None
+    ) -> FaceDetections:
         """Matches `dets` to tracks and adds held predictions.
 
         Args:
@@ -66,7 +79,14 @@ class FaceTracker:
                 not detected in this frame are held for at most CUT_HOLD_FRAMES more
                 frames (their places belong to the previous shot, and covering them
                 would paint over the new one; a short hold still covers a flash).
+            frame: this frame, (h, w, 3) uint8 RGB, for motion stabilization
+                (`TrackConfig.motion`); without it, or for a face whose motion
+                cannot be followed, the One-Euro filter alone smooths.
         """
+        gray = to_gray(frame) if frame is not None and self.cfg.smoothing and self.cfg.motion is not False else None
+        prev_gray, self._prev_gray = self._prev_gray, gray
+        if scene_cut:
+            prev_gray = None
         norfair_dets = [
             Detection(points=dets.xyxy[i].reshape(2, 2).astype(np.float64), data=i) for i in range(len(dets))
         ]
@@ -104,12 +124,24 @@ class FaceTracker:
             if self.cfg.smoothing:
                 vec = np.concatenate([raw_box, dets.landmarks[i].reshape(-1)])
                 size = float(max(raw_box[2] - raw_box[0], raw_box[3] - raw_box[1], 1.0))
-                sm = st.filter(vec, scale=size)
+                sm = None
+                if gray is not None and prev_gray is not None and st.last_index == frame_index - 1:
+                    m = face_motion(prev_gray, gray, st.last_box)
+                    if m is not None:
+                        # where last frame's face moved with the image, pulled slowly towards the detection
+                        box_m, lm_m = move_face(m, st.last_box, st.last_lm)
+                        pred = np.concatenate([box_m, lm_m.reshape(-1)])
+                        sm = st.filter.reset(pred + self.cfg.motion_gain * (vec - pred))
+                        self.motion_steps += 1
+                if sm is None:
+                    sm = st.filter(vec, scale=size)
                 if not _contains(sm[:4], raw_box, 0.06):
                     sm = st.filter.reset(vec)  # lagging behind: snap, never expose the face edge
                 xyxy[i] = sm[:4]
                 lms[i] = sm[4:].reshape(5, 2)
             st.last_box = xyxy[i].astype(np.float64)
+            st.last_lm = lms[i].astype(np.float64)
+            st.last_index = frame_index
             wh = np.maximum(st.last_box[2:] - st.last_box[:2], 1.0)
             st.last_lm_rel = (lms[i] - st.last_box[:2]) / wh
 
