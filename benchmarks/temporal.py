@@ -1,10 +1,12 @@
 """Temporal consistency benchmark: does one person stay one fake person, without flicker?
 
-Runs every bundled sample (samples/*.mp4) through four configurations, in one go:
+Runs every bundled sample (samples/*.mp4) through several configurations, in one go:
 
 - GAN, z drawn per frame (DeepPrivacy-style): the identity may change every frame;
 - GAN, z fixed per track, smoothing off: one identity, but raw detector jitter;
-- GAN, z fixed per track, smoothing on (the default);
+- GAN, z fixed per track, One-Euro smoothing of the detections only (`--no-motion`);
+- GAN, z fixed per track, motion stabilization (the default: each face carried by
+  its own image motion, the detector correcting slowly);
 - blur, as the classic reference.
 
 and measures each output with `vidanon bench` against the original (tracks
@@ -56,8 +58,16 @@ def variants(checkpoint: str | None, device: str, seed: int) -> list[Variant]:
             "GAN, z per track, no smoothing, no blend",
             PipelineConfig(cover=unblended, track=TrackConfig(smoothing=False)),
         ),
-        Variant("GAN, z per track, smoothing, --temporal-blend 1 (off)", PipelineConfig(cover=unblended)),
-        Variant("GAN, z per track, smoothing + temporal blend 0.5 (default)", PipelineConfig(cover=gan)),
+        Variant(
+            "GAN, z per track, One-Euro smoothing only (--no-motion), --temporal-blend 1 (off)",
+            PipelineConfig(cover=unblended, track=TrackConfig(motion=False)),
+        ),
+        Variant(
+            "GAN, z per track, One-Euro smoothing only (--no-motion) + temporal blend 0.5",
+            PipelineConfig(cover=gan, track=TrackConfig(motion=False)),
+        ),
+        Variant("GAN, z per track, motion stabilization, --temporal-blend 1 (off)", PipelineConfig(cover=unblended)),
+        Variant("GAN, z per track, motion stabilization + temporal blend 0.5 (default)", PipelineConfig(cover=gan)),
         Variant("blur (reference)", PipelineConfig(cover=CoverConfig(mode="blur"))),
     ]
 

@@ -223,4 +223,7 @@ def test_temporal_results_section(reports):
     assert t.replace_section("# Benchmarks\n", t.SECTION, "new") == "# Benchmarks\n\n## Temporal consistency\n\nnew\n"
     md = t.table([("clip.mp4", "blur (reference)", reports("black"), 12.0)])
     assert md.count("\n") == 3 and "| clip.mp4 | blur (reference) |" in md and f"| 0 / {CLIP_FRAMES} |" in md
-    assert [v.cfg.cover.mode for v in t.variants(None, "cpu", 0)] == ["gan", "gan", "gan", "gan", "blur"]
+    vs = t.variants(None, "cpu", 0)
+    assert [v.cfg.cover.mode for v in vs] == ["gan"] * 6 + ["blur"]
+    # the default of each mode (motion in gan mode, not in blur mode) and the One-Euro-only pair
+    assert [v.cfg.track.motion and v.cfg.track.smoothing for v in vs] == [True, False, False, False, True, True, False]
