@@ -289,3 +289,30 @@ def test_boxes_held_across_a_cut_grow_like_any_miss():
     assert sizes[True][:CUT_HOLD_FRAMES] == pytest.approx(sizes[False][:CUT_HOLD_FRAMES])
     assert all(s == 0 for s in sizes[True][CUT_HOLD_FRAMES:])  # then dropped
     assert sum(s > 0 for s in sizes[False]) > CUT_HOLD_FRAMES  # an ordinary miss is held longer
+
+
+def test_a_face_detected_once_is_held_for_all_its_hold_frames():
+    """Fail closed: a face the detector found in a single frame (a hard face, a profile) stays
+    covered for --hold-frames frames after it, like a long-tracked one. norfair alone would
+    drop such a young track after 2 missed frames (its hit counter starts at 1), which also
+    broke --detect-every 3: every detection started a new track (a new fake identity)."""
+    from vidanon.config import TrackConfig
+    from vidanon.track.tracker import FaceTracker
+    from vidanon.types import FaceDetections
+
+    box = np.array([[100, 100, 180, 200]], np.float32)
+    lm = np.array([[[120, 140], [160, 140], [140, 160], [125, 180], [155, 180]]], np.float32)
+    face = FaceDetections(box, np.ones(1, np.float32), lm, np.full(1, -1), np.zeros(1, np.int8))
+    for hold in (3, 12):
+        tr = FaceTracker(TrackConfig(hold_frames=hold))
+        first = tr.update(face, 0)
+        held = [len(tr.update(FaceDetections.empty(), k)) for k in range(1, hold + 3)]
+        assert held == [1] * hold + [0, 0], (hold, held)
+    # detected every 3rd frame only: one track throughout, never a new id
+    tr = FaceTracker(TrackConfig())
+    ids = set()
+    for k in range(30):
+        out = tr.update(face if k % 3 == 0 else FaceDetections.empty(), k)
+        assert len(out) == 1
+        ids.add(int(out.track_id[0]))
+    assert ids == {int(first.track_id[0])} or len(ids) == 1

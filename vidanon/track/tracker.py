@@ -56,10 +56,17 @@ class FaceTracker:
 
     def __init__(self, cfg: TrackConfig | None = None) -> None:
         self.cfg = cfg or TrackConfig()
+        # norfair counts a track's hits up and its misses down and drops it below zero; a new
+        # track starts at `period` and each hit adds 2 * period (at most hit_counter_max). With
+        # period 1 a track seen once was dropped after 2 misses, whatever hold_frames said (and
+        # with --detect-every 3 every detection began a new track). With period = the cap, any
+        # hit refills the counter: norfair keeps a track hold_frames + 1 frames after its last
+        # detection, and the hold below decides what is covered.
+        self._period = max(self.cfg.hold_frames, 1) + 1
         self._tracker = Tracker(
             distance_function="iou",
             distance_threshold=self.cfg.distance_threshold,
-            hit_counter_max=max(self.cfg.hold_frames, 1) + 1,
+            hit_counter_max=self._period,
             initialization_delay=0,
         )
         self._states: dict[int, _TrackState] = {}
@@ -90,7 +97,7 @@ class FaceTracker:
         norfair_dets = [
             Detection(points=dets.xyxy[i].reshape(2, 2).astype(np.float64), data=i) for i in range(len(dets))
         ]
-        self._tracker.update(norfair_dets)
+        self._tracker.update(norfair_dets, period=self._period)
         matched: dict[int, int] = {}  # det index -> track id
         predicted: list[tuple[int, np.ndarray]] = []
         current = {id(d) for d in norfair_dets}
