@@ -227,3 +227,27 @@ def test_temporal_results_section(reports):
     assert [v.cfg.cover.mode for v in vs] == ["gan"] * 6 + ["blur"]
     # the default of each mode (motion in gan mode, not in blur mode) and the One-Euro-only pair
     assert [v.cfg.track.motion and v.cfg.track.smoothing for v in vs] == [True, False, False, False, True, True, False]
+
+
+def test_detect_every_counts_covered_faces(people_clip, tmp_path):
+    """benchmarks/detect_every.py's recall figure: the share of the original's faces that a
+    run's tracks cover. A real run covers all of them; the same tracks shrunk (a cover half the
+    face's size) cover almost none, so the figure can fail."""
+    import importlib.util
+
+    from vidanon.config import CoverConfig, DetectConfig, PipelineConfig
+    from vidanon.pipeline import anonymize_video
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "detect_every.py"
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location("bench_detect_every", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ref = mod.reference_faces(people_clip)
+    tracks = tmp_path / "t.json"
+    cfg = PipelineConfig(detect=DetectConfig(every=2), cover=CoverConfig(mode="blur"))
+    anonymize_video(people_clip, tmp_path / "o.mp4", cfg, tracks_path=tracks)
+    hit, total = mod.covered_share(ref, tracks, cfg.cover.mask_scale)
+    assert total > 50 and hit == total
+    hit_small, _ = mod.covered_share(ref, tracks, 0.5)
+    assert hit_small < 0.1 * total

@@ -187,8 +187,9 @@ def anonymize(
     detect_every: int = typer.Option(
         1,
         "--detect-every",
-        help="Run the detector every Nth frame; the tracker covers the frames between. Blur mode at 2: 0 leaks on "
-        "the sample, 1.3x faster; gan mode at 2: 1 leak frame in 100, no faster (benchmarks/RESULTS.md).",
+        help="Run the detector every Nth frame; the tracker covers the frames between, grown. On the samples at 2: "
+        "blur 1.4-1.5x faster, gan 1.0-1.3x, 0 leaks, but the covers jump between detected and held frames (low-pass "
+        "flicker 2-5x that of 1); at 3 gan had 1 leak frame in 100 (benchmarks/detect_every.py).",
     ),
     hold_frames: int = typer.Option(
         12, "--hold-frames", help="Keep covering a missed face at its predicted place for this many frames."
