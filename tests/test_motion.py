@@ -11,7 +11,7 @@ from tests.conftest import decode_rgb
 from vidanon.config import TrackConfig
 from vidanon.synth import photo, write_frames
 from vidanon.track.motion import face_motion, move_face, to_gray
-from vidanon.track.tracker import FaceTracker
+from vidanon.track.tracker import LANDMARK_SNAP, FaceTracker
 from vidanon.types import FaceDetections
 
 SIZE = (480, 270)
@@ -143,7 +143,8 @@ def test_motion_makes_the_landmarks_move_with_the_image(handheld):
 
 def test_motion_never_lets_the_box_fall_behind_the_detection(handheld):
     """Fail closed: in every frame, also through the fast swing, each detected face's box
-    lies inside its output box grown by the 6% snap slack (the swing snaps to the detector)."""
+    lies inside its output box grown by the 6% snap slack (the swing snaps to the detector),
+    and no landmark strays further than LANDMARK_SNAP of the face's size from its detection."""
     _, _, runs = handheld
     _, raws, outs = runs["motion"]
     for raw, out in zip(raws, outs):
@@ -153,6 +154,9 @@ def test_motion_never_lets_the_box_fall_behind_the_detection(handheld):
             pad = np.array([-1, -1, 1, 1]) * np.tile(o[2:] - o[:2], 2) * 0.06 + np.array([-1e-3, -1e-3, 1e-3, 1e-3])
             r = raw.xyxy[i]
             assert np.all(r[:2] >= (o + pad)[:2]) and np.all(r[2:] <= (o + pad)[2:])
+            # and the landmarks (where the generated face goes) stay on the detected ones
+            size = float(max(r[2] - r[0], r[3] - r[1]))
+            assert np.abs(out.landmarks[i] - raw.landmarks[i]).max() <= LANDMARK_SNAP * size + 1e-3
     # the swing (14 px per frame) is followed within the frame it happens in
     for t in (21, 22):
         shift = outs[t].xyxy[: len(raws[t]), 0] - outs[t - 1].xyxy[: len(raws[t]), 0]

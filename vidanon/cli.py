@@ -188,7 +188,7 @@ def anonymize(
         1,
         "--detect-every",
         help="Run the detector every Nth frame; the tracker covers the frames between, grown. On the samples at 2: "
-        "blur 1.4-1.5x faster, gan 1.0-1.3x, 0 leaks, but the covers jump between detected and held frames (low-pass "
+        "blur 1.4-1.5x faster, gan 1.0-1.5x, 0 leaks, but the covers jump between detected and held frames (low-pass "
         "flicker 2-5x that of 1); at 3 gan had 1 leak frame in 100 (benchmarks/detect_every.py).",
     ),
     hold_frames: int = typer.Option(
