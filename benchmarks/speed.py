@@ -1,7 +1,7 @@
 """Throughput: vidanon against the PyAV decode+encode floor of the same clip, in one run.
 
     .venv/bin/python benchmarks/speed.py [--frames 360] [--sizes 720,1080] [--gan] [--cuda] [--nvenc]
-        [--precision auto|fp32|bf16] [--write]
+        [--precision auto|fp32|bf16] [--motion default|on|off] [--write]
 
 For each clip (the bundled sample, and generated 720p/1080p clips with 3 to 5 faces
 and audio) it times, each in a fresh subprocess so that peak memory is its own:
@@ -66,12 +66,13 @@ print(n, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_m
 
 VIDANON = r"""
 import sys, time, json, resource
-from vidanon.config import CoverConfig, EncodeConfig, PipelineConfig
+from vidanon.config import CoverConfig, EncodeConfig, PipelineConfig, TrackConfig
 from vidanon.pipeline import anonymize_video
 mode, device, precision, codec, paste = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
+motion = {"default": None, "on": True, "off": False}[sys.argv[8] if len(sys.argv) > 8 else "default"]
 dp = {"auto": None, "host": False, "device": True}[paste]
 cover = CoverConfig(mode=mode, device=device, precision=precision, device_paste=dp)
-cfg = PipelineConfig(cover=cover, encode=EncodeConfig(codec=codec))
+cfg = PipelineConfig(cover=cover, track=TrackConfig(motion=motion), encode=EncodeConfig(codec=codec))
 t0 = time.perf_counter()
 s = anonymize_video(sys.argv[1], sys.argv[2], cfg, overwrite=True)
 print(s.frames_written, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
@@ -132,6 +133,12 @@ def main() -> None:
         default=shutil.which("deface"),
         help="deface executable (default: from PATH); it needs opencv-python, so it lives in its own venv",
     )
+    ap.add_argument(
+        "--motion",
+        choices=("default", "on", "off"),
+        default="default",
+        help="motion stabilization in every vidanon run (default: each mode's default, on in gan mode only)",
+    )
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",") if s]
@@ -156,7 +163,7 @@ def main() -> None:
             for mode, device, codec, paste in runs:
                 out = tmp / f"{mode}.mp4"
                 n, secs, rss, stages, warnings = run(
-                    VIDANON, str(clip), str(out), mode, device, a.precision, codec, paste
+                    VIDANON, str(clip), str(out), mode, device, a.precision, codec, paste, a.motion
                 )
                 fps = n / secs
                 st = " ".join(f"{k} {v / n * 1000:.1f}" for k, v in stages.items())
@@ -176,6 +183,7 @@ def main() -> None:
         gpu = f"GPU {torch.cuda.get_device_name(0)}"
     flags = (" --gan" if a.gan else "") + (" --cuda" if a.cuda else "") + (" --nvenc" if a.nvenc else "")
     flags += f" --precision {a.precision}" if a.precision != "auto" else ""
+    flags += f" --motion {a.motion}" if a.motion != "default" else ""
     flags += f" --deface {a.deface}" if a.deface and a.deface != shutil.which("deface") else ""
     head = (
         f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, {gpu}; "
