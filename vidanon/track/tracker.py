@@ -43,9 +43,10 @@ class _TrackState:
         self.missed = 0  # counts towards hold_frames (a scene cut jumps it near the end)
         self.unseen = 0  # frames since the last detection: how far the held box grows
         self.last_box: np.ndarray | None = None
-        self.last_lm: np.ndarray | None = None  # (5, 2) as last output, what the image motion moves
+        # (5, 2) as output at the last detection: what image motion moves, and where a
+        # prediction puts the landmarks (at the same place relative to its box)
+        self.last_lm: np.ndarray | None = None
         self.last_index = -1  # frame index of the last detection
-        self.last_lm_rel: np.ndarray | None = None  # landmarks relative to the box, for predictions
 
 
 def _contains(outer: np.ndarray, inner: np.ndarray, slack: float) -> bool:
@@ -155,8 +156,6 @@ class FaceTracker:
             st.last_box = xyxy[i].astype(np.float64)
             st.last_lm = lms[i].astype(np.float64)
             st.last_index = frame_index
-            wh = np.maximum(st.last_box[2:] - st.last_box[:2], 1.0)
-            st.last_lm_rel = (lms[i] - st.last_box[:2]) / wh
 
         p_xyxy, p_lm, p_tid = [], [], []
         for tid, est in predicted:
@@ -176,7 +175,8 @@ class FaceTracker:
             half *= 1.0 + self.cfg.hold_growth * st.unseen
             box = np.concatenate([c - half, c + half])
             p_xyxy.append(box)
-            p_lm.append(box[:2] + st.last_lm_rel * (box[2:] - box[:2]))
+            rel = (st.last_lm - st.last_box[:2]) / np.maximum(st.last_box[2:] - st.last_box[:2], 1.0)
+            p_lm.append(box[:2] + rel * (box[2:] - box[:2]))
             p_tid.append(tid)
             st.filter.reset(np.concatenate([box, p_lm[-1].reshape(-1)]))
 
