@@ -204,19 +204,20 @@ def test_command(clips, tmp_path):
     assert isinstance(res.exception, InputError)
 
 
-def _temporal_module():
+def _benchmark_module(name: str):
+    """benchmarks/<name>.py loaded as the module bench_<name> (the benchmarks are scripts, not a package)."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "temporal.py"
-    spec = importlib.util.spec_from_file_location("bench_temporal", path)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_temporal"] = mod
+    sys.modules[f"bench_{name}"] = mod
     spec.loader.exec_module(mod)
     return mod
 
 
 def test_temporal_results_section(reports):
-    t = _temporal_module()
+    t = _benchmark_module("temporal")
     doc = "# Benchmarks\n\n## Speed\n\nfast\n\n## Temporal consistency\n\nold\n### detail\nold\n\n## Other\n\nkeep\n"
     out = t.replace_section(doc, t.SECTION, "new")
     assert out == "# Benchmarks\n\n## Speed\n\nfast\n\n## Temporal consistency\n\nnew\n\n## Other\n\nkeep\n"
@@ -233,16 +234,10 @@ def test_detect_every_counts_covered_faces(people_clip, tmp_path):
     """benchmarks/detect_every.py's recall figure: the share of the original's faces that a
     run's tracks cover. A real run covers all of them; the same tracks shrunk (a cover half the
     face's size) cover almost none, so the figure can fail."""
-    import importlib.util
-
     from vidanon.config import CoverConfig, DetectConfig, PipelineConfig
     from vidanon.pipeline import anonymize_video
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "detect_every.py"
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location("bench_detect_every", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _benchmark_module("detect_every")
     ref = mod.reference_faces(people_clip)
     tracks = tmp_path / "t.json"
     cfg = PipelineConfig(detect=DetectConfig(every=2), cover=CoverConfig(mode="blur"))
