@@ -316,3 +316,32 @@ def test_a_face_detected_once_is_held_for_all_its_hold_frames():
         assert len(out) == 1
         ids.add(int(out.track_id[0]))
     assert ids == {int(first.track_id[0])} or len(ids) == 1
+
+
+@pytest.mark.parametrize(("every", "hold", "lookahead"), [(16, 12, 8), (3, 0, 0)])
+def test_detect_every_never_outruns_the_hold_or_the_lookahead(people_clip, tmp_path, detector, every, hold, lookahead):
+    """Fail closed with sparse detection: a face is still covered when the detector next looks
+    at it, however short the hold, and a face that appears in a skipped frame (here a whole new
+    scene, 4 frames after a detection at 16) is covered from there, however short the lookahead.
+    Before the fix, every 16 left the first scene's faces bare in frames 13-15 (held only 12) and
+    the second scene's in frames 20-23 (backfilled only 8 frames before its first detection)."""
+    from vidanon.config import DetectConfig, TrackConfig
+
+    out, tracks = tmp_path / "o.mp4", tmp_path / "t.json"
+    cfg = PipelineConfig(detect=DetectConfig(every=every), track=TrackConfig(hold_frames=hold, lookahead=lookahead))
+    anonymize_video(people_clip, out, cfg, tracks_path=tracks)
+    covered = [len(rec["faces"]) for rec in json.loads(tracks.read_text())["frames"]]
+    original = decode_rgb(people_clip)
+    assert all(n >= len(detector.detect(f)) for n, f in zip(covered, original, strict=True)), covered
+    assert leaked_faces(detector, original, decode_rgb(out)) == []
+
+
+def test_tracking_settings_stretch_with_the_detection_gap():
+    from vidanon.config import HOLD_FRAMES_MAX, DetectConfig, TrackConfig
+
+    track = TrackConfig(hold_frames=5, lookahead=2)
+    assert PipelineConfig(track=track).tracking() == PipelineConfig(track=track).track  # every frame: as given
+    t = PipelineConfig(detect=DetectConfig(every=4), track=track).tracking()
+    assert (t.hold_frames, t.lookahead) == (8, 3)
+    t = PipelineConfig(detect=DetectConfig(every=30), track=TrackConfig(hold_frames=HOLD_FRAMES_MAX)).tracking()
+    assert (t.hold_frames, t.lookahead) == (HOLD_FRAMES_MAX, 29)

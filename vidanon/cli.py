@@ -187,12 +187,15 @@ def anonymize(
     detect_every: int = typer.Option(
         1,
         "--detect-every",
-        help="Run the detector every Nth frame; the tracker covers the frames between, grown. On the samples at 2: "
+        help="Run the detector every Nth frame; the tracker covers the frames between, grown (the hold is N - 1 "
+        "frames longer and the lookahead at least N - 1, so no face goes bare in a skipped frame). On the samples at 2: "
         "blur 1.4-1.5x faster, gan 1.0-1.5x, 0 leaks, but the covers jump between detected and held frames (low-pass "
         "flicker 2-5x that of 1); at 3 gan had 1 leak frame in 100 (benchmarks/detect_every.py).",
     ),
     hold_frames: int = typer.Option(
-        12, "--hold-frames", help="Keep covering a missed face at its predicted place for this many frames."
+        12,
+        "--hold-frames",
+        help="Keep covering a missed face at its predicted place for this many frames (N - 1 more with --detect-every N).",
     ),
     lookahead: int = typer.Option(
         8, "--lookahead", help="Frames buffered so a new face is also covered in the frames before its first detection."

@@ -54,6 +54,9 @@ class DetectConfig:
         return self.workers if self.workers else max(1, min(3, (os.cpu_count() or 1) // 4))
 
 
+HOLD_FRAMES_MAX = 1000
+
+
 @dataclass(frozen=True)
 class TrackConfig:
     """Tracking and the fail-closed rules around it.
@@ -93,7 +96,10 @@ class TrackConfig:
     motion_gain: float = 0.1
 
     def __post_init__(self) -> None:
-        _check(0 <= self.hold_frames <= 1000, f"hold_frames must be in [0, 1000], got {self.hold_frames}")
+        _check(
+            0 <= self.hold_frames <= HOLD_FRAMES_MAX,
+            f"hold_frames must be in [0, {HOLD_FRAMES_MAX}], got {self.hold_frames}",
+        )
         _check(0 <= self.lookahead <= 300, f"lookahead must be in [0, 300], got {self.lookahead}")
         _check(0.0 <= self.hold_growth <= 1.0, f"hold_growth must be in [0, 1], got {self.hold_growth}")
         _check(
@@ -217,3 +223,22 @@ class PipelineConfig:
         _check(1 <= self.queue_size <= 256, f"queue_size must be in [1, 256], got {self.queue_size}")
         if self.track.motion is None:  # steadiness matters for generated faces, a blur hardly shows it
             object.__setattr__(self, "track", replace(self.track, motion=self.cover.mode == "gan"))
+
+    def tracking(self) -> TrackConfig:
+        """The tracking settings a run uses.
+
+        Detecting every Nth frame only, a face goes unseen for N - 1 frames without
+        being missed, so the hold is N - 1 frames longer than `track.hold_frames` (a
+        face is still covered when the detector next looks at it) and the lookahead is
+        at least N - 1 frames (a face that appears in a skipped frame is covered from
+        there once it is detected). Fail closed: a hold or lookahead shorter than the
+        gap between detections would leave faces bare.
+        """
+        gap = self.detect.every - 1
+        if gap == 0:
+            return self.track
+        return replace(
+            self.track,
+            hold_frames=min(HOLD_FRAMES_MAX, self.track.hold_frames + gap),
+            lookahead=max(self.track.lookahead, gap),
+        )

@@ -117,7 +117,7 @@ class FrameAnonymizer:
     def __init__(self, cfg: PipelineConfig, detector=None, coverer=None) -> None:
         self.cfg = cfg
         self.detector = detector or make_detector(cfg.detect)
-        self.tracker = FaceTracker(cfg.track)
+        self.tracker = FaceTracker(cfg.tracking())
         self.coverer = coverer or make_coverer(cfg.cover)
         self.track_ids: set[int] = set()
         self.seconds = {"detect": 0.0, "track": 0.0, "cover": 0.0}
@@ -463,6 +463,7 @@ def anonymize_video(
         buffer: deque[_Pending] = deque()
         is_cut = CutDetector()
         last_cut = 0
+        lookahead = cfg.tracking().lookahead  # at least the gap between detections
 
         def emit(entry: _Pending) -> None:
             out, fallback = fa.cover(entry.rgb, entry.faces, entry.meta.index, entry.failed)
@@ -525,7 +526,7 @@ def anonymize_video(
                 faces, failed = fa.locate(item.rgb, item.meta.index, scene_cut=cut, detected=detected)
                 _backfill(buffer, faces, fa.tracker.new_ids, cfg.track.hold_growth, last_cut)
                 buffer.append(_Pending(item.rgb, item.meta, faces, failed))
-                while len(buffer) > cfg.track.lookahead:
+                while len(buffer) > lookahead:
                     _send(buffer.popleft())
                 if progress is not None:
                     progress(summary.frames_read, total)
@@ -674,7 +675,7 @@ def anonymize_directory(
     total = RunSummary(input=str(src), output=str(dst))
     fa = FrameAnonymizer(cfg)
     for i, f in enumerate(files):
-        fa.tracker = FaceTracker(cfg.track)  # photos are unrelated: no tracking across them
+        fa.tracker = FaceTracker(cfg.tracking())  # photos are unrelated: no tracking across them
         try:
             s = anonymize_image(f, dst / f.name, cfg, overwrite=overwrite, frame_anonymizer=fa)
         except InputError as exc:
