@@ -318,17 +318,16 @@ def test_a_face_detected_once_is_held_for_all_its_hold_frames():
     assert ids == {int(first.track_id[0])} or len(ids) == 1
 
 
-@pytest.mark.parametrize(("every", "hold", "lookahead"), [(16, 12, 8), (3, 0, 0)])
-def test_detect_every_never_outruns_the_hold_or_the_lookahead(people_clip, tmp_path, detector, every, hold, lookahead):
+def test_detect_every_never_outruns_the_hold_or_the_lookahead(people_clip, tmp_path, detector):
     """Fail closed with sparse detection: a face is still covered when the detector next looks
-    at it, however short the hold, and a face that appears in a skipped frame (here a whole new
-    scene, 4 frames after a detection at 16) is covered from there, however short the lookahead.
-    Before the fix, every 16 left the first scene's faces bare in frames 13-15 (held only 12) and
-    the second scene's in frames 20-23 (backfilled only 8 frames before its first detection)."""
+    at it, however short the hold, and a face that appears in a skipped frame is covered from
+    there, however short the lookahead. Before the fix, `--hold-frames 0 --detect-every 2` left
+    every face bare in every skipped frame (and `--detect-every 16`, then allowed, left the
+    first scene's faces bare in frames 13-15 and the second scene's in frames 20-23)."""
     from vidanon.config import DetectConfig, TrackConfig
 
     out, tracks = tmp_path / "o.mp4", tmp_path / "t.json"
-    cfg = PipelineConfig(detect=DetectConfig(every=every), track=TrackConfig(hold_frames=hold, lookahead=lookahead))
+    cfg = PipelineConfig(detect=DetectConfig(every=2), track=TrackConfig(hold_frames=0, lookahead=0))
     anonymize_video(people_clip, out, cfg, tracks_path=tracks)
     covered = [len(rec["faces"]) for rec in json.loads(tracks.read_text())["frames"]]
     original = decode_rgb(people_clip)
@@ -337,11 +336,13 @@ def test_detect_every_never_outruns_the_hold_or_the_lookahead(people_clip, tmp_p
 
 
 def test_tracking_settings_stretch_with_the_detection_gap():
-    from vidanon.config import HOLD_FRAMES_MAX, DetectConfig, TrackConfig
+    from vidanon.config import DETECT_EVERY_MAX, HOLD_FRAMES_MAX, DetectConfig, TrackConfig
 
-    track = TrackConfig(hold_frames=5, lookahead=2)
+    track = TrackConfig(hold_frames=5, lookahead=0)
     assert PipelineConfig(track=track).tracking() == PipelineConfig(track=track).track  # every frame: as given
-    t = PipelineConfig(detect=DetectConfig(every=4), track=track).tracking()
-    assert (t.hold_frames, t.lookahead) == (8, 3)
-    t = PipelineConfig(detect=DetectConfig(every=30), track=TrackConfig(hold_frames=HOLD_FRAMES_MAX)).tracking()
-    assert (t.hold_frames, t.lookahead) == (HOLD_FRAMES_MAX, 29)
+    t = PipelineConfig(detect=DetectConfig(every=2), track=track).tracking()
+    assert (t.hold_frames, t.lookahead) == (6, 1)
+    t = PipelineConfig(detect=DetectConfig(every=2), track=TrackConfig(hold_frames=HOLD_FRAMES_MAX)).tracking()
+    assert (t.hold_frames, t.lookahead) == (HOLD_FRAMES_MAX, 8)
+    with pytest.raises(ValueError, match="every must be in"):
+        DetectConfig(every=DETECT_EVERY_MAX + 1)
