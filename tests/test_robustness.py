@@ -280,7 +280,7 @@ def test_multi_audio_and_subtitles_kept_in_mkv(media, tmp_path, small_clip):
     assert s.streams_dropped == [] and len(s.streams_copied) == 3
 
 
-@pytest.mark.parametrize("suffix", [".mov", ".mkv", ".webm", ".avi", ".mp4"])
+@pytest.mark.parametrize("suffix", [".mov", ".mkv", ".webm", ".avi", ".mp4", ".ts", ".m2ts", ".mpg", ".ogv"])
 def test_containers(media, tmp_path, small_clip, suffix):
     src = _multi_stream(media / "multi2.mkv", small_clip)
     out = tmp_path / f"o{suffix}"
@@ -297,6 +297,36 @@ def test_containers(media, tmp_path, small_clip, suffix):
         assert d in r.stderr
     assert len(s["streams_copied"]) + len(s["streams_reencoded"]) + len(s["streams_dropped"]) == 3
     assert kinds.count("audio") == len([x for x in s["streams_copied"] + s["streams_reencoded"] if "audio" in x])
+    # what was written plays back: every frame, and audio (copied or re-encoded) with its samples
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 10
+    if kinds.count("audio"):
+        with av.open(str(out)) as c:
+            assert sum(f.samples for f in c.decode(audio=0)) > 0
+
+
+@pytest.mark.parametrize("suffix", [".ts", ".mts"])
+def test_transport_stream_takes_h264_and_copies_aac(tmp_path, small_clip, suffix):
+    """PyAV lists only MPEG-2 video and MP2 audio for mpegts, which takes H.264 and AAC: the
+    writer probes instead of trusting the list (it used to fall back to MPEG-2, which then
+    failed on the input's timing: every .ts output failed)."""
+    out = tmp_path / f"o{suffix}"
+    s = anonymize_video(small_clip, out)
+    with av.open(str(out)) as c:
+        assert [(st.type, st.codec_context.name) for st in c.streams] == [("video", "h264"), ("audio", "aac")]
+    # the same AAC frames, each behind the 7-byte ADTS header a transport stream carries
+    copied, original = stream_packets(out, "audio", 0), stream_packets(small_clip, "audio", 0)
+    assert [p[:2] for p in copied] == [b"\xff\xf1"] * len(original)
+    assert [p[7:] for p in copied] == original
+    assert s.warnings == [] and len(s.streams_copied) == 1
+
+
+@pytest.mark.parametrize("suffix", [".mxf", ".ogg"])
+def test_containers_whose_video_codec_cannot_be_written_are_refused_up_front(tmp_path, small_clip, suffix):
+    out = tmp_path / f"o{suffix}"
+    r = run_cli("anonymize", small_clip, out)
+    assert_one_line_error(r, 2, "write .mp4, .mkv, .mov, .webm or .ts")
+    assert not out.exists() and leftovers(tmp_path) == []
 
 
 # ------------------------------------------------------------------ disk full, signals

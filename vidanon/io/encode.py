@@ -63,6 +63,35 @@ def _can_mux(fmt: str, stream: av.stream.Stream) -> bool:
         return False
 
 
+def _video_pix_fmt(codec: str, width: int, height: int) -> str:
+    """yuv420p, or for an odd frame size a format that keeps every pixel where the codec has one."""
+    return _ODD_OK_FORMAT.get(codec, "yuv420p") if width % 2 or height % 2 else "yuv420p"
+
+
+def _can_encode(fmt: str, codec: str, rate: Fraction, time_base: Fraction, width: int, height: int) -> str | None:
+    """Why the muxer `fmt` cannot take `codec` set up as the writer sets it up, or None if
+    it can. PyAV lists only the codecs a muxer declares (mpegts declares none but MPEG-2,
+    yet takes H.264), and an encoder may refuse the input's timing (MPEG-1/2 needs a
+    standard frame rate): a probe that opens the encoder and writes a header tells."""
+    import io
+
+    try:
+        with _quiet_probe(), av.open(io.BytesIO(), "w", format=fmt) as probe:
+            st = probe.add_stream(codec, rate=rate)
+            st.width, st.height = width, height
+            pix = _video_pix_fmt(codec, width, height)
+            formats = [f.name for f in (st.codec_context.codec.video_formats or [])]
+            st.pix_fmt = pix if not formats or pix in formats else formats[0]
+            st.time_base = time_base
+            st.codec_context.time_base = time_base
+            probe.start_encoding()
+        return None
+    except av.codec.codec.UnknownCodecError:
+        return f"no {codec} encoder in this FFmpeg"
+    except (av.error.FFmpegError, ValueError, TypeError, OSError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 # x264 preset names -> NVENC's p1 (fastest) .. p7 (best)
 _NVENC_PRESETS = {
     "ultrafast": "p1",
@@ -140,6 +169,7 @@ class VideoWriter:
             raise
         self._last_pts: int | None = None
         self._step = self._frame_step()
+        self._audio_samples: dict[int, int] = {}  # re-encoded audio: samples written per input stream
 
     # --- setup -----------------------------------------------------------
     def _setup(self, demuxer: Demuxer) -> None:
@@ -149,7 +179,6 @@ class VideoWriter:
                 self.out.metadata[k] = v
         self.video = self._add_video(demuxer)
         self.map: dict[int, tuple[str, av.stream.Stream, object]] = {}
-        supported = self.out.supported_codecs
         for s in src.streams:
             if s.index == demuxer.video.index:
                 continue
@@ -158,7 +187,9 @@ class VideoWriter:
             if s.type == "video":
                 self._drop(desc, "only the first video stream is anonymized; other video streams could show faces")
                 continue
-            if name and name in supported and _can_mux(self.out.format.name, s):
+            # a muxer's own list can be incomplete (mpegts lists no AAC): for audio a probe decides
+            listed = name in self.out.supported_codecs
+            if name and (listed or s.type == "audio") and _can_mux(self.out.format.name, s):
                 try:
                     o = self.out.add_stream_from_template(s)
                     self._copy_meta(s, o)
@@ -206,14 +237,24 @@ class VideoWriter:
             codec_id = av.codec.Codec(codec, "w").name
         except (av.error.FFmpegError, ValueError):
             raise CodecError(f"unknown video encoder {codec!r}") from None
-        if codec_id not in fmt_codecs and codec not in fmt_codecs:
-            fallback = self.out.default_video_codec
-            self.warnings.append(
-                f"the {self.out.format.name} container does not accept {codec}; encoding video as {fallback}"
-            )
-            codec = {"vp9": "libvpx-vp9", "vp8": "libvpx", "h264": "libx264"}.get(fallback, fallback)
         rate = info.average_rate or Fraction(30, 1)
         sw, sh = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
+        fmt = self.out.format.name
+        if (
+            codec_id not in fmt_codecs
+            and codec not in fmt_codecs
+            and _can_encode(fmt, codec, rate, info.time_base, sw, sh)
+        ):
+            fallback = self.out.default_video_codec
+            fallback = {"vp9": "libvpx-vp9", "vp8": "libvpx", "h264": "libx264"}.get(fallback, fallback)
+            why = _can_encode(fmt, fallback, rate, info.time_base, sw, sh) if fallback not in (None, "none") else "none"
+            if why:
+                raise OutputError(
+                    f"cannot write {fmt} output: the container does not take {codec}, and its own video codec "
+                    f"{fallback} fails here ({why}); write .mp4, .mkv, .mov, .webm or .ts"
+                )
+            self.warnings.append(f"the {fmt} container does not accept {codec}; encoding video as {fallback}")
+            codec = fallback
         if codec.endswith("_nvenc"):
             why = _nvenc_problem(codec, sw, sh, rate)
             if why:
@@ -221,9 +262,8 @@ class VideoWriter:
                 codec = "libx264"
         st = self.out.add_stream(codec, rate=rate)
         st.width, st.height = sw, sh
-        pix = "yuv420p"
-        if (sw % 2 or sh % 2) and codec in _ODD_OK_FORMAT:
-            pix = _ODD_OK_FORMAT[codec]
+        pix = _video_pix_fmt(codec, sw, sh)
+        if pix != "yuv420p":
             self.warnings.append(f"odd frame size {sw}x{sh}: encoding as {pix} to keep every pixel")
         formats = [f.name for f in (st.codec_context.codec.video_formats or [])]
         if formats and pix not in formats:
@@ -288,7 +328,11 @@ class VideoWriter:
             self.stats.packets_dropped += 1
             return
         for f in frames:
-            f.pts = None
+            # the encoder's own clock, in samples from 0: decoded pts may start anywhere or be
+            # missing, and some muxers (ogg) refuse a first packet without a timestamp
+            start = self._audio_samples.get(item.stream_index, 0)
+            self._audio_samples[item.stream_index] = start + f.samples
+            f.pts, f.time_base = start, Fraction(1, f.sample_rate)
             self._mux(ostream.encode(f))
 
     def _mux(self, packets) -> None:
