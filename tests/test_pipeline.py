@@ -346,3 +346,53 @@ def test_tracking_settings_stretch_with_the_detection_gap():
     assert (t.hold_frames, t.lookahead) == (HOLD_FRAMES_MAX, 8)
     with pytest.raises(ValueError, match="every must be in"):
         DetectConfig(every=DETECT_EVERY_MAX + 1)
+
+
+def test_skipped_frames_lie_between_their_detections(people_clip, tmp_path, detector):
+    """--detect-every 2: a face detected in the frames before and after a skipped one is placed
+    there halfway between the two (the lookahead still holds it), not at the tracker's forward
+    prediction, grown, that the next detection corrected with a jump. Every face stays covered."""
+    from vidanon.config import DetectConfig
+
+    out, tracks = tmp_path / "o.mp4", tmp_path / "t.json"
+    anonymize_video(people_clip, out, PipelineConfig(detect=DetectConfig(every=2)), tracks_path=tracks)
+    recs = json.loads(tracks.read_text())["frames"]
+    by = [{f["track_id"]: f for f in r["faces"]} for r in recs]
+    bridged = 0
+    for k in range(1, len(recs) - 1, 2):
+        for tid, f in by[k].items():
+            a, b = by[k - 1].get(tid), by[k + 1].get(tid)
+            if f["state"] != "predicted" or not a or not b or not a["state"] == b["state"] == "detected":
+                continue
+            mid = (np.array(a["xyxy"]) + np.array(b["xyxy"])) / 2
+            assert np.allclose(f["xyxy"], mid, atol=0.05), (k, tid)
+            bridged += 1
+    assert bridged > 20
+    assert leaked_faces(detector, decode_rgb(people_clip), decode_rgb(out)) == []
+
+
+def test_no_bridge_across_a_cut():
+    """A cut in a skipped frame: from the cut on the frames take the new detection's place,
+    before it they keep the prediction (a face does not glide from one shot into the next)."""
+    from collections import deque
+
+    from vidanon.pipeline import _bridge_skipped, _Pending
+    from vidanon.types import DETECTED, PREDICTED, FaceDetections, FrameMeta
+
+    def faces(x: float, state: int) -> FaceDetections:
+        box = np.array([[x, 10, x + 40, 60]], np.float32)
+        lm = np.tile(np.array([[x + 20, 30]], np.float32), (1, 5, 1))
+        return FaceDetections(box, np.zeros(1, np.float32), lm, np.array([7]), np.array([state], np.int8))
+
+    def pending(i: int, x: float, state: int) -> _Pending:
+        return _Pending(
+            np.zeros((80, 200, 3), np.uint8),
+            FrameMeta(index=i, pts=i, time_base=Fraction(1, 25)),
+            faces(x, state),
+            False,
+        )
+
+    for cut, expect in ((0, 50.0), (3, 100.0), (4, 0.0)):
+        buf = deque([pending(2, 0.0, DETECTED), pending(3, 0.0, PREDICTED)])
+        _bridge_skipped(buf, faces(100.0, DETECTED), 4, 2, last_cut=cut)
+        assert buf[1].faces.xyxy[0, 0] == pytest.approx(expect), cut

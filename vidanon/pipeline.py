@@ -34,7 +34,7 @@ from vidanon.errors import InputError, OutputError, StrictModeError, VidanonErro
 from vidanon.io.decode import Demuxer, PacketItem, VideoItem, check_readable
 from vidanon.io.encode import VideoWriter
 from vidanon.track import FaceTracker
-from vidanon.types import BACKFILLED, STATE_NAMES, FaceDetections, FrameMeta
+from vidanon.types import BACKFILLED, DETECTED, PREDICTED, STATE_NAMES, FaceDetections, FrameMeta
 
 log = logging.getLogger("vidanon")
 
@@ -272,6 +272,42 @@ def _backfill(
         keep = [i for i, t in enumerate(grown.track_id) if int(t) not in present]
         if keep:
             entry.faces = FaceDetections.concat([entry.faces, grown[np.array(keep)]])
+
+
+def _bridge_skipped(buffer: deque[_Pending], faces: FaceDetections, index: int, every: int, last_cut: int = 0) -> None:
+    """Detecting every `every`-th frame: a track that this frame (`index`) detects, and the
+    last detection frame detected too, is placed in the skipped frames between by
+    interpolating the two detections instead of by the tracker's forward prediction, which
+    the new detection then corrects with a jump (the generated face jumped with it, and a
+    held box grows: the covers pulsed). Across a scene cut in the gap nothing is
+    interpolated: skipped frames from the cut on take this frame's detection, those before
+    it keep the prediction. The frames are still in the lookahead buffer.
+
+    No margin is added: on the samples the worst interpolated face box lay 99.98% inside
+    its cover (the cover ellipse is 1.84 times the box), the worst detected one 99.96%."""
+    if every < 2 or index % every or not len(faces) or len(buffer) < every:
+        return
+    span = list(buffer)[-every:]  # frames index - every .. index - 1
+    if span[0].meta.index != index - every:
+        return
+    cut = last_cut if index - every < last_cut <= index else None
+    first = span[0].faces
+    for k in np.flatnonzero((faces.state == DETECTED) & (faces.track_id >= 0)):
+        tid = faces.track_id[k]
+        at = np.flatnonzero((first.track_id == tid) & (first.state == DETECTED))
+        rows = [np.flatnonzero((e.faces.track_id == tid) & (e.faces.state == PREDICTED)) for e in span[1:]]
+        if len(at) != 1 or any(len(r) != 1 for r in rows):
+            continue
+        b0, b1 = first.xyxy[at[0]], faces.xyxy[k]
+        l0, l1 = first.landmarks[at[0]], faces.landmarks[k]
+        for m, (e, r) in enumerate(zip(span[1:], rows), start=1):
+            if cut is not None:
+                if e.meta.index >= cut:  # the new shot: where this frame found the face
+                    e.faces.xyxy[r[0]], e.faces.landmarks[r[0]] = b1, l1
+                continue
+            a = m / every
+            e.faces.xyxy[r[0]] = (1 - a) * b0 + a * b1
+            e.faces.landmarks[r[0]] = (1 - a) * l0 + a * l1
 
 
 # ---------------------------------------------------------------- tracks file
@@ -524,6 +560,7 @@ def anonymize_video(
                 if cut:
                     last_cut = item.meta.index
                 faces, failed = fa.locate(item.rgb, item.meta.index, scene_cut=cut, detected=detected)
+                _bridge_skipped(buffer, faces, item.meta.index, cfg.detect.every, last_cut)
                 _backfill(buffer, faces, fa.tracker.new_ids, cfg.track.hold_growth, last_cut)
                 buffer.append(_Pending(item.rgb, item.meta, faces, failed))
                 while len(buffer) > lookahead:

@@ -33,6 +33,10 @@ LANDMARK_SNAP = 0.1
 """A smoothed landmark further than this share of the face's size from its detection snaps
 to it (the detector's own noise stays under 0.075 on the samples: p99 0.066)."""
 
+MOTION_MAX_GAP = 2
+"""Image motion carries a face from its last detection at most this many frames back (1: the
+previous frame; 2 also covers --detect-every 2 and a single missed frame)."""
+
 CUT_HOLD_FRAMES = 2
 """After a scene cut, tracks not seen again are held this many more frames at most."""
 
@@ -76,7 +80,9 @@ class FaceTracker:
         )
         self._states: dict[int, _TrackState] = {}
         self.new_ids: list[int] = []
-        self._prev_gray: np.ndarray | None = None
+        # grey frames of the last MOTION_MAX_GAP frames since the last cut, by frame index: motion
+        # is followed from a face's last detection, which with --detect-every 2 is 2 frames back
+        self._grays: dict[int, np.ndarray] = {}
         self.motion_steps = 0  # detections placed by image motion (the rest by the One-Euro filter)
 
     def update(
@@ -96,9 +102,13 @@ class FaceTracker:
                 cannot be followed, the One-Euro filter alone smooths.
         """
         gray = to_gray(frame) if frame is not None and self.cfg.smoothing and self.cfg.motion is not False else None
-        prev_gray, self._prev_gray = self._prev_gray, gray
-        if scene_cut:
-            prev_gray = None
+        if scene_cut or gray is None:
+            self._grays.clear()
+        grays = self._grays
+        if gray is not None:
+            grays[frame_index] = gray
+            for old in [k for k in grays if k < frame_index - MOTION_MAX_GAP]:
+                del grays[old]
         norfair_dets = [
             Detection(points=dets.xyxy[i].reshape(2, 2).astype(np.float64), data=i) for i in range(len(dets))
         ]
@@ -137,8 +147,9 @@ class FaceTracker:
                 vec = np.concatenate([raw_box, dets.landmarks[i].reshape(-1)])
                 size = float(max(raw_box[2] - raw_box[0], raw_box[3] - raw_box[1], 1.0))
                 sm = None
-                if gray is not None and prev_gray is not None and st.last_index == frame_index - 1:
-                    m = face_motion(prev_gray, gray, st.last_box)
+                since = grays.get(st.last_index) if 0 < frame_index - st.last_index <= MOTION_MAX_GAP else None
+                if gray is not None and since is not None:
+                    m = face_motion(since, gray, st.last_box)
                     if m is not None:
                         # where last frame's face moved with the image, pulled slowly towards the detection
                         box_m, lm_m = move_face(m, st.last_box, st.last_lm)
