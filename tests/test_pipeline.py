@@ -341,7 +341,7 @@ def test_tracking_settings_stretch_with_the_detection_gap():
     track = TrackConfig(hold_frames=5, lookahead=0)
     assert PipelineConfig(track=track).tracking() == PipelineConfig(track=track).track  # every frame: as given
     t = PipelineConfig(detect=DetectConfig(every=2), track=track).tracking()
-    assert (t.hold_frames, t.lookahead) == (6, 1)
+    assert (t.hold_frames, t.lookahead) == (6, 2)
     t = PipelineConfig(detect=DetectConfig(every=2), track=TrackConfig(hold_frames=HOLD_FRAMES_MAX)).tracking()
     assert (t.hold_frames, t.lookahead) == (HOLD_FRAMES_MAX, 8)
     with pytest.raises(ValueError, match="every must be in"):

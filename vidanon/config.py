@@ -242,9 +242,10 @@ class PipelineConfig:
         Detecting every Nth frame only, a face goes unseen for N - 1 frames without
         being missed, so the hold is N - 1 frames longer than `track.hold_frames` (a
         face is still covered when the detector next looks at it) and the lookahead is
-        at least N - 1 frames (a face that appears in a skipped frame is covered from
-        there once it is detected). Fail closed: a hold or lookahead shorter than the
-        gap between detections would leave faces bare.
+        at least N frames (a face that appears in a skipped frame is covered from there
+        once it is detected, and the skipped frames are placed between the detections
+        on either side). Fail closed: a hold or lookahead shorter than the gap between
+        detections would leave faces bare.
         """
         gap = self.detect.every - 1
         if gap == 0:
@@ -252,5 +253,5 @@ class PipelineConfig:
         return replace(
             self.track,
             hold_frames=min(HOLD_FRAMES_MAX, self.track.hold_frames + gap),
-            lookahead=max(self.track.lookahead, gap),
+            lookahead=max(self.track.lookahead, gap + 1),
         )
