@@ -112,7 +112,7 @@ def evaluate(
         d = with_ids(det.detect(frame))
         if not len(d):
             continue
-        cov.redraws, cov.checked = {}, set()  # new people in every frame (ids restart at 0)
+        cov.redraws, cov.tried, cov.checked = {}, {}, {}  # new people in every frame (ids restart at 0)
         base = cov.cover(frame, d, 0)
         redrawn += sum(1 for v in cov.redraws.values() if v)
         e_orig, e_base = sface.embed(frame, d), sface.embed(base, d)
@@ -123,7 +123,7 @@ def evaluate(
             other = GanCoverer.__new__(GanCoverer)
             other.__dict__.update(cov.__dict__)
             other.cfg = CoverConfig(**{**cov.cfg.__dict__, "seed": seed + k})
-            other.redraws, other.checked = {}, set()  # the identity guard checks each seed's faces anew
+            other.redraws, other.tried, other.checked = {}, {}, {}  # the identity guard checks each seed's faces anew
             embs.append(sface.embed(other.cover(frame, d, 0), d))
         for a in range(n_z):
             for b in range(a + 1, n_z):

@@ -469,6 +469,67 @@ def test_identity_guard_redraws_a_face_like_the_original(tiny_ckpt, photo_faces,
     assert np.abs(outs[True][hard].astype(int) - 128).mean() < 6
 
 
+def test_identity_guard_checks_tracks_again_and_redraws_mid_track(tiny_ckpt, photo_faces, monkeypatch):
+    """A track's fake face can come to look like the person later (a turn, the frame edge
+    cutting it): every track is checked again after GUARD_RECHECK frames and as soon as
+    another GUARD_RECHECK_EXIT of its cover has left the frame, and a face then found too
+    alike draws the track a new z. Here the generator (the guard's neighbour) paints grey
+    until frame 30 and then copies the face for the tracks' current z."""
+    from vidanon.anonymize import gan as gan_mod
+
+    img, faces = photo_faces
+    copy = {"on": False}
+    calls = []
+
+    def generator(crops, z):
+        calls.append(len(z))
+        out = np.full_like(crops.images, 128)
+        if copy["on"]:
+            for k in range(len(z)):
+                if not any(torch.equal(z[k], c) for c in copied):
+                    continue
+                out[k] = crops.images[k]
+        return out
+
+    cov = _coverer(tiny_ckpt, seed=5)
+    monkeypatch.setattr(cov, "generate", generator)
+    dim = cov.gcfg.z_dim
+    cov.cover(img, faces, 0)  # the first check (grey in a person's own hair may read as them: redrawn)
+    before = dict(cov.redraws)
+    for k in range(1, gan_mod.GUARD_RECHECK):
+        calls.clear()
+        cov.cover(img, faces, k)
+        assert calls == [len(faces)]  # no check draws again before GUARD_RECHECK
+    copied = [latent(5, t, dim, redraw=before[t]) for t in map(int, faces.track_id)]  # the current z
+    copy["on"] = True
+    out = cov.cover(img, faces, gan_mod.GUARD_RECHECK)
+    assert all(cov.redraws[t] > before[t] for t in map(int, faces.track_id))  # a new fake identity each
+    hard = region_mask(img.shape[:2], faces, replace(CoverConfig(), mask_scale=1.0)) > 0
+    assert np.abs(out[hard].astype(int) - 128).mean() < 6
+    # leaving the frame: one face slides left to the frame edge (its eyes still inside, a fifth
+    # of its cover outside); it alone is checked again
+    moved = FaceDetections(faces.xyxy.copy(), faces.score, faces.landmarks.copy(), faces.track_id, faces.state)
+    j = int(np.argmin(faces.xyxy[:, 0]))
+    shift = float(moved.xyxy[j, 0])
+    assert gan_mod._visible(faces.xyxy[j : j + 1].astype(np.float64), 1.3, img.shape[1], img.shape[0])[0] == 1.0
+    moved.xyxy[j, [0, 2]] -= shift
+    moved.landmarks[j, :, 0] -= shift
+    checked = dict(cov.checked)
+    cov.cover(img, moved, gan_mod.GUARD_RECHECK + 1)
+    again = {t for t in cov.checked if cov.checked[t] != checked[t]}
+    assert again == {int(faces.track_id[j])}
+
+
+def test_eyes_in_frame():
+    from vidanon.anonymize.gan import eyes_in_frame
+
+    box = np.array([[100, 100, 180, 200]], np.float32)
+    lm = np.array([[[120, 140], [160, 140], [140, 160], [125, 180], [155, 180]]], np.float32)
+    for dy, inside in ((0, True), (-130, True), (-135, False), (-150, False)):
+        f = FaceDetections(box + [0, dy, 0, dy], landmarks=lm + [0, dy])
+        assert bool(eyes_in_frame(f, 640, 360)[0]) == inside, dy
+
+
 def test_identity_guard_off_without_sface(tiny_ckpt, monkeypatch):
     """Where SFace cannot load (OpenCV 5's engine cannot run it), gan mode still runs,
     without the guard, and says so; per-frame z has no guard (each frame is a new face)."""
@@ -527,20 +588,28 @@ def test_tiny_faces_get_the_fallback(tiny_ckpt):
 
 @pytest.mark.parametrize("device_paste", [False, True])
 def test_face_cut_by_the_frame_edge_is_still_fully_covered(tiny_ckpt, photo_faces, device_paste):
+    """Cut beside the eyes the face is generated, and its cover cut off by the frame is still
+    whole; cut through the face, with an eye outside, it gets the fallback filter (the
+    generator would paint a nose and mouth where the person's are: `gan.eyes_in_frame`)."""
     img, faces = photo_faces
     i = int(np.argmax(faces.xyxy[:, 2] - faces.xyxy[:, 0]))
     x1, y1, x2, y2 = faces.xyxy[i]
-    # cut the frame through the middle of the face
-    cut = int((x1 + x2) / 2)
-    part = np.ascontiguousarray(img[:, :cut])
     f = faces[i]
     cfg = CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), fallback="solid", device_paste=device_paste)
-    from vidanon.anonymize.gan import GanCoverer
+    from vidanon.anonymize.gan import EYE_MARGIN, GanCoverer
 
-    out = GanCoverer(cfg).cover(part, f, 0)
-    region = region_mask(part.shape[:2], f, cfg) > 0
-    changed = np.abs(out.astype(int) - part.astype(int)).sum(-1) > 0
-    assert changed[region].mean() > 0.97
+    beside_eyes = int(f.landmarks[0, :2, 0].max() + 1.5 * EYE_MARGIN * (y2 - y1)) + 1
+    assert beside_eyes < x2
+    for cut, generated in ((beside_eyes, True), (int((x1 + x2) / 2), False)):
+        part = np.ascontiguousarray(img[:, :cut])
+        out = GanCoverer(cfg).cover(part, f, 0)
+        region = region_mask(part.shape[:2], f, cfg) > 0
+        if generated:
+            changed = np.abs(out.astype(int) - part.astype(int)).sum(-1) > 0
+            assert changed[region].mean() > 0.97
+            assert (out[region] != 0).any(axis=-1).mean() > 0.5  # a face, not the solid fallback
+        else:
+            assert (out[region] == 0).all()
 
 
 @pytest.mark.parametrize("device_paste", [False, True])

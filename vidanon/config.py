@@ -144,9 +144,10 @@ class CoverConfig:
         precision: generator arithmetic on the CPU: "auto" (bfloat16 where the
             CPU computes it natively, AVX512-BF16 or AMX; float32 elsewhere),
             "fp32" or "bf16". CUDA always uses float16 autocast.
-        identity_guard: gan mode, one z per track: the first generated face of
-            each track is compared with the original face (SFace); at a cosine
-            of GUARD_COSINE or more the track gets another z (up to
+        identity_guard: gan mode, one z per track: each track's generated face
+            is compared with the original face (SFace) in its first frame, again
+            every GUARD_RECHECK frames and as its cover leaves the frame; at a
+            cosine of GUARD_COSINE or more the track gets another z (up to
             GUARD_REDRAWS times), so no fake face passes for the real person.
         face_workers: gan mode: threads that make the crops and paste-back
             warps of a frame's faces in parallel; 0 picks a quarter of the
