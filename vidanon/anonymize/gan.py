@@ -48,6 +48,7 @@ def _window(
 GUARD_COSINE = 0.30  # SFace cosine at which a generated face counts as too like the original (same-person: 0.363)
 GUARD_REDRAWS = 4  # replacement z the identity guard tries per check
 GUARD_RECHECK = 30  # frames after which a track's face is checked again
+OWN_ALIGN_SAME = 0.03  # landmarks this close (share of the face's height) align the same crop for SFace
 GUARD_RECHECK_EXIT = 0.1  # a track is also checked again once this much more of its cover left the frame
 
 
@@ -319,8 +320,14 @@ class GanCoverer:
             )
             iou = iou_matrix(faces.xyxy[i : i + 1], found.xyxy)[0]
             k = int(np.argmax(iou))
-            if iou[k] >= 0.3:
-                out[i] = self.sface.embed(cand, found[k : k + 1])[0]
+            if iou[k] < 0.3:
+                continue
+            # where YuNet puts the generated face's landmarks about where the original's are,
+            # SFace would see the same aligned crop: skip the embedding (16 ms on 2 cores)
+            size = float(faces.xyxy[i, 3] - faces.xyxy[i, 1])
+            if np.abs(found.landmarks[k] - faces.landmarks[i]).max() <= OWN_ALIGN_SAME * size:
+                continue
+            out[i] = self.sface.embed(cand, found[k : k + 1])[0]
         return out
 
     def _paste_host(
