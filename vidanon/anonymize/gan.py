@@ -245,9 +245,9 @@ class GanCoverer:
         vis = _visible(faces.xyxy.astype(np.float64), self.cfg.mask_scale, w, h)
         todo = []
         for i, t in enumerate(int(t) for t in faces.track_id):
-            last = self.checked.get(t)
             if t < 0:
                 continue
+            last = self.checked.get(t)
             if last is None or frame_index - last[0] >= GUARD_RECHECK or last[1] - vis[i] >= GUARD_RECHECK_EXIT:
                 todo.append(i)
         if not todo:

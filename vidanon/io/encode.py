@@ -68,6 +68,21 @@ def _video_pix_fmt(codec: str, width: int, height: int) -> str:
     return _ODD_OK_FORMAT.get(codec, "yuv420p") if width % 2 or height % 2 else "yuv420p"
 
 
+def _add_video_stream(
+    out: av.container.OutputContainer, codec: str, rate: Fraction, time_base: Fraction, width: int, height: int
+) -> av.video.stream.VideoStream:
+    """A video stream for `codec` on `out`, sized, in its pixel format and on the input's clock:
+    what the writer encodes into, and what `_can_encode` probes."""
+    st = out.add_stream(codec, rate=rate)
+    st.width, st.height = width, height
+    pix = _video_pix_fmt(codec, width, height)
+    formats = [f.name for f in (st.codec_context.codec.video_formats or [])]
+    st.pix_fmt = pix if not formats or pix in formats else formats[0]
+    st.time_base = time_base
+    st.codec_context.time_base = time_base
+    return st
+
+
 def _can_encode(fmt: str, codec: str, rate: Fraction, time_base: Fraction, width: int, height: int) -> str | None:
     """Why the muxer `fmt` cannot take `codec` set up as the writer sets it up, or None if
     it can. PyAV lists only the codecs a muxer declares (mpegts declares none but MPEG-2,
@@ -77,13 +92,7 @@ def _can_encode(fmt: str, codec: str, rate: Fraction, time_base: Fraction, width
 
     try:
         with _quiet_probe(), av.open(io.BytesIO(), "w", format=fmt) as probe:
-            st = probe.add_stream(codec, rate=rate)
-            st.width, st.height = width, height
-            pix = _video_pix_fmt(codec, width, height)
-            formats = [f.name for f in (st.codec_context.codec.video_formats or [])]
-            st.pix_fmt = pix if not formats or pix in formats else formats[0]
-            st.time_base = time_base
-            st.codec_context.time_base = time_base
+            _add_video_stream(probe, codec, rate, time_base, width, height)
             probe.start_encoding()
         return None
     except av.codec.codec.UnknownCodecError:
@@ -260,17 +269,10 @@ class VideoWriter:
             if why:
                 self.warnings.append(f"{codec} cannot encode here ({why}); encoding video as libx264")
                 codec = "libx264"
-        st = self.out.add_stream(codec, rate=rate)
-        st.width, st.height = sw, sh
+        st = _add_video_stream(self.out, codec, rate, info.time_base, sw, sh)
         pix = _video_pix_fmt(codec, sw, sh)
         if pix != "yuv420p":
             self.warnings.append(f"odd frame size {sw}x{sh}: encoding as {pix} to keep every pixel")
-        formats = [f.name for f in (st.codec_context.codec.video_formats or [])]
-        if formats and pix not in formats:
-            pix = formats[0]
-        st.pix_fmt = pix
-        st.time_base = info.time_base
-        st.codec_context.time_base = info.time_base
         opts = {}
         if codec in ("libx264", "libx265"):
             opts = {"crf": str(self.cfg.crf), "preset": self.cfg.preset}
