@@ -1,6 +1,6 @@
 """Leak check of gan mode across run seeds: does any fake face pass for the real person?
 
-    .venv/bin/python benchmarks/leaks.py [--seeds 0,1,2,3,4,5] [--every 1,2] [--write]
+    .venv/bin/python benchmarks/leaks.py [--seeds 0,1,2,3,4,5] [--every 1,2] [--checkpoint F] [--write]
 
 `benchmarks/temporal.py` and `detect_every.py` run one seed. But the fake identity of a
 track comes from (--seed, track id), and whether SFace finds it like the original depends
@@ -38,12 +38,16 @@ from vidanon.pipeline import anonymize_video  # noqa: E402
 SECTION = "Leaks across seeds"
 
 
-def run(samples: list[Path], seeds: list[int], everies: list[int], work: Path) -> list[dict]:
+def run(
+    samples: list[Path], seeds: list[int], everies: list[int], work: Path, checkpoint: str | None = None
+) -> list[dict]:
     rows = []
     for src in samples:
         for n in everies:
             for seed in seeds:
-                cfg = PipelineConfig(detect=DetectConfig(every=n), cover=CoverConfig(mode="gan", seed=seed))
+                cfg = PipelineConfig(
+                    detect=DetectConfig(every=n), cover=CoverConfig(mode="gan", seed=seed, checkpoint=checkpoint)
+                )
                 dst = work / f"{src.stem}.{n}.{seed}.mp4"
                 print(f"[{src.name}] every {n}, seed {seed} ...", file=sys.stderr, flush=True)
                 anonymize_video(src, dst, cfg, overwrite=True)
@@ -83,15 +87,18 @@ def main() -> None:
     ap.add_argument("--samples", nargs="*", type=Path, default=sorted((ROOT / "samples").glob("*.mp4")))
     ap.add_argument("--seeds", default="0,1,2,3,4,5", help="run seeds, comma-separated")
     ap.add_argument("--every", default="1,2", help="values of --detect-every, comma-separated")
+    ap.add_argument("--checkpoint", help="generator checkpoint (default: the bundled one)")
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = ap.parse_args()
     seeds = [int(v) for v in args.seeds.split(",")]
     everies = [int(v) for v in args.every.split(",")]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vidanon-leaks-") as tmp:
-        rows = run(args.samples, seeds, everies, Path(tmp))
+        rows = run(args.samples, seeds, everies, Path(tmp), args.checkpoint)
     body = (
-        f"`.venv/bin/python benchmarks/leaks.py --seeds {args.seeds} --every {args.every}`, "
+        f"`.venv/bin/python benchmarks/leaks.py --seeds {args.seeds} --every {args.every}"
+        + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "")
+        + f"`, "
         f"{time.strftime('%Y-%m-%d')}, {platform.machine()}; total {time.perf_counter() - t0:.0f} s. "
         "Default gan configuration per seed; leak frames, the share of faces at or above the same-person "
         "cosine and the highest cosine by `vidanon bench` against the original (tracks recomputed on it).\n\n"
