@@ -30,7 +30,7 @@ def gan_runs(people_clip, tmp_path_factory):
     d = tmp_path_factory.mktemp("gan")
     _anonymize(people_clip, d / "s1.mp4", "--seed", "1", "--tracks", str(d / "t.json"))
     _anonymize(people_clip, d / "s1b.mp4", "--seed", "1")
-    _anonymize(people_clip, d / "s2.mp4", "--seed", "2")
+    _anonymize(people_clip, d / "s2.mp4", "--seed", "2", "--json-summary", str(d / "s2.json"))
     return d
 
 
@@ -79,3 +79,13 @@ def test_gan_video_one_track_one_identity(gan_runs):
             last[int(tid)] = e
     assert len(sims) > 20
     assert np.mean(sims) >= 0.6, f"fake identity changes within a track: mean cosine {np.mean(sims):.2f}"
+
+
+def test_gan_video_summary_breaks_the_cover_stage_down(gan_runs):
+    """The run summary times the parts of the cover stage (what `benchmarks/speed.py` prints
+    per frame): each part ran, and together they fit inside the cover stage's own time."""
+    stages = json.loads((gan_runs / "s2.json").read_text())["stage_seconds"]
+    parts = {k: v for k, v in stages.items() if k.startswith("cover.")}
+    assert set(parts) == {f"cover.{k}" for k in ("crops", "generate", "guard", "blend", "paste")}
+    assert all(v > 0 for v in parts.values()), parts  # the guard checks every new track's first face
+    assert sum(parts.values()) <= stages["cover"]

@@ -622,8 +622,14 @@ def anonymize_video(
         summary.warnings.append(f"{st.pts_fixed} frame(s) had missing or out-of-order timestamps; renumbered")
     summary.tracks = len(fa.track_ids)
     summary.seconds = time.perf_counter() - t0
-    summary.stage_seconds = {**busy, **fa.seconds}
+    summary.stage_seconds = {**busy, **fa.seconds, **cover_parts(fa.coverer)}
     return summary
+
+
+def cover_parts(coverer: object) -> dict[str, float]:
+    """The cover stage's own breakdown (`GanCoverer.seconds`: crops, generate, guard, blend,
+    paste), as "cover.<part>" seconds; empty for coverers that keep none (the filters)."""
+    return {f"cover.{k}": v for k, v in getattr(coverer, "seconds", {}).items()}
 
 
 def _stage_error(worker: _Worker) -> BaseException:

@@ -11,6 +11,7 @@ crop, are covered by the fallback filter: privacy fails closed.
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -145,6 +146,10 @@ class GanCoverer:
         self.redraws: dict[int, int] = {}
         self.tried: dict[int, int] = {}  # per track, the highest redraw count tried
         self.checked: dict[int, tuple[int, float]] = {}  # track -> (frame of its last check, cover share in view)
+        # seconds spent in each part of `cover` (crops and donors, the network, the identity
+        # guard, the temporal blend, the paste-back and the leftover filter), summed over frames;
+        # `benchmarks/speed.py` prints them per frame, so a slow cover stage says which part it is
+        self.seconds = dict.fromkeys(("crops", "generate", "guard", "blend", "paste"), 0.0)
         self.warnings: list[str] = []
         self.sface = None
         if cfg.identity_guard and cfg.z_mode == "per-track":
@@ -371,16 +376,25 @@ class GanCoverer:
         big = np.flatnonzero(generated)
         small = np.flatnonzero(~generated)
         if len(big):
+            secs, t0 = self.seconds, time.perf_counter()
             gfaces = faces[big]
             crops = self._crops(frame, gfaces)
             per_frame = self.cfg.z_mode == "per-frame"
             z = latents_for_faces(
                 self.cfg.seed, gfaces.track_id, self.gcfg.z_dim, frame_index, per_frame, big, self.redraws
             )
+            t1 = time.perf_counter()
             gen = self.generate(crops, z)
+            t2 = time.perf_counter()
             if self.sface is not None:
                 gen = self._guard(frame, gfaces, crops, gen, frame_index, big)
+            t3 = time.perf_counter()
             gen = self.blend(gen, crops.masks, gfaces.track_id, frame_index)
+            t4 = time.perf_counter()
+            secs["crops"] += t1 - t0
+            secs["generate"] += t2 - t1
+            secs["guard"] += t3 - t2
+            secs["blend"] += t4 - t3
             if self.device_paste:
                 pastes = devpaste.paste(out, gen, crops, gfaces.xyxy, self.cfg.mask_scale, self.device)
             else:
@@ -403,6 +417,7 @@ class GanCoverer:
                 filtered = apply_filter(frame, gfaces, wide, mode=self.cfg.fallback)
                 view = out[wy0:wy1, wx0:wx1]
                 view[leftover] = filtered[wy0:wy1, wx0:wx1][leftover]
+            secs["paste"] += time.perf_counter() - t4
         if len(small):
             sfaces = faces[small]
             filtered = apply_filter(frame, sfaces, self.cfg, mode=self.cfg.fallback)
