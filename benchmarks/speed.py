@@ -41,7 +41,7 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 FLOOR = r"""
 import sys, time, av, resource
 src, dst, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 with av.open(src) as i, av.open(dst, "w") as o:
     iv = i.streams.video[0]; iv.thread_type = "AUTO"
     ov = o.add_stream("libx264", rate=iv.guessed_rate)
@@ -61,7 +61,7 @@ with av.open(src) as i, av.open(dst, "w") as o:
         elif p.size and p.stream.index in oa:
             p.stream = oa[p.stream.index]; o.mux(p)
     for q in ov.encode(None): o.mux(q)
-print(n, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(n, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.process_time() - c0)
 """
 
 VIDANON = r"""
@@ -73,9 +73,10 @@ motion = {"default": None, "on": True, "off": False}[sys.argv[8] if len(sys.argv
 dp = {"auto": None, "host": False, "device": True}[paste]
 cover = CoverConfig(mode=mode, device=device, precision=precision, device_paste=dp)
 cfg = PipelineConfig(cover=cover, track=TrackConfig(motion=motion), encode=EncodeConfig(codec=codec))
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 s = anonymize_video(sys.argv[1], sys.argv[2], cfg, overwrite=True)
-print(s.frames_written, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(s.frames_written, wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, cpu)
 print(json.dumps(s.stage_seconds))
 print(json.dumps(s.warnings))
 """
@@ -95,27 +96,32 @@ def make_clips(folder: Path, frames: int, sizes: list[int]) -> list[Path]:
     return clips
 
 
-def run(code: str, *args: str) -> tuple[int, float, float, dict, list]:
+def run(code: str, *args: str) -> tuple[int, float, float, float, dict, list]:
+    """Runs a timing child: (frames, seconds, peak RSS MiB, CPU seconds of all its threads, stages, warnings)."""
     r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed")
     lines = r.stdout.strip().splitlines()
-    n, secs, rss = lines[0].split()
+    n, secs, rss, cpu = lines[0].split()
     stages = json.loads(lines[1]) if len(lines) > 1 else {}
     warnings = json.loads(lines[2]) if len(lines) > 2 else []
-    return int(n), float(secs), int(rss) / 1024, stages, warnings
+    return int(n), float(secs), int(rss) / 1024, float(cpu), stages, warnings
 
 
-def run_deface(exe: str | None, src: Path, dst: Path) -> tuple[float, float] | None:
-    """deface's default run on src: (seconds, peak RSS MiB), or None when deface is missing or fails."""
+def run_deface(exe: str | None, src: Path, dst: Path) -> tuple[float, float, float] | None:
+    """deface's default run on src: (seconds, peak RSS MiB, CPU seconds), or None when deface is
+    missing or fails."""
     if exe is None:
         return None
     t0 = time.perf_counter()
-    r = subprocess.run(["/usr/bin/time", "-f", "%M", exe, str(src), "-o", str(dst)], capture_output=True, text=True)
+    r = subprocess.run(
+        ["/usr/bin/time", "-f", "%M %U %S", exe, str(src), "-o", str(dst)], capture_output=True, text=True
+    )
     if r.returncode != 0:
         print(f"deface failed on {src.name}: {r.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return None
-    return time.perf_counter() - t0, int(r.stderr.strip().splitlines()[-1]) / 1024
+    rss, user, system = r.stderr.strip().splitlines()[-1].split()
+    return time.perf_counter() - t0, int(rss) / 1024, float(user) + float(system)
 
 
 def main() -> None:
@@ -150,9 +156,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for clip in make_clips(tmp, a.frames, sizes):
-            n, fsecs, frss, *_ = run(FLOOR, str(clip), str(tmp / "floor.mp4"), str(threads))
+            n, fsecs, frss, fcpu, *_ = run(FLOOR, str(clip), str(tmp / "floor.mp4"), str(threads))
             floor = n / fsecs
-            rows.append((clip.name, f"floor (PyAV decode + x264 veryfast, {threads} threads)", floor, 1.0, frss, ""))
+            what = f"floor (PyAV decode + x264 veryfast, {threads} threads)"
+            rows.append((clip.name, what, floor, 1.0, frss, fcpu / fsecs, ""))
             x264, nv = "libx264", "h264_nvenc"
             runs = [("blur", "cpu", x264, "auto")] + ([("gan", "cpu", x264, "auto")] if a.gan else [])
             # on CUDA the paste-back runs on the GPU (devpaste); the host row is OpenCV's, for comparison
@@ -162,7 +169,7 @@ def main() -> None:
             )
             for mode, device, codec, paste in runs:
                 out = tmp / f"{mode}.mp4"
-                n, secs, rss, stages, warnings = run(
+                n, secs, rss, cpu, stages, warnings = run(
                     VIDANON, str(clip), str(out), mode, device, a.precision, codec, paste, a.motion
                 )
                 fps = n / secs
@@ -172,10 +179,10 @@ def main() -> None:
                 if codec != x264:
                     fell_back = any(codec in w for w in warnings)
                     what += f" --codec {codec}" + (" (fell back to libx264)" if fell_back else "")
-                rows.append((clip.name, what, fps, fps / floor, rss, st))
+                rows.append((clip.name, what, fps, fps / floor, rss, cpu / secs, st))
             d = run_deface(a.deface, clip, tmp / "deface.mp4")
             if d is not None:
-                rows.append((clip.name, "deface (default)", n / d[0], n / d[0] / floor, d[1], ""))
+                rows.append((clip.name, "deface (default)", n / d[0], n / d[0] / floor, d[1], d[2] / d[0], ""))
     gpu = "no GPU"
     if a.cuda:
         import torch
@@ -189,10 +196,14 @@ def main() -> None:
         f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, {gpu}; "
         f"generator arithmetic on the CPU: {cpu_precision(a.precision)}. "
         f"Command: `.venv/bin/python benchmarks/speed.py{flags}`, {a.frames} frames per "
-        "generated clip.\n\n| clip | what | frames/s | x floor | peak RSS MiB | ms/frame per stage |\n"
-        "| --- | --- | --- | --- | --- | --- |\n"
+        "generated clip. Cores busy: CPU seconds of all the run's threads per second of its wall "
+        "time (how much of the machine the stages keep busy; 1.0 on many cores means they wait on "
+        "each other).\n\n| clip | what | frames/s | x floor | peak RSS MiB | cores busy | ms/frame per stage |\n"
+        "| --- | --- | --- | --- | --- | --- | --- |\n"
     )
-    table = head + "".join(f"| {c} | {w} | {f:.1f} | {r:.2f} | {m:.0f} | {s} |\n" for c, w, f, r, m, s in rows)
+    table = head + "".join(
+        f"| {c} | {w} | {f:.1f} | {r:.2f} | {m:.0f} | {b:.1f} | {s} |\n" for c, w, f, r, m, b, s in rows
+    )
     print(table)
     if a.write:
         write_section("Throughput", table)
