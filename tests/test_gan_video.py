@@ -83,9 +83,11 @@ def test_gan_video_one_track_one_identity(gan_runs):
 
 def test_gan_video_summary_breaks_the_cover_stage_down(gan_runs):
     """The run summary times the parts of the cover stage (what `benchmarks/speed.py` prints
-    per frame): each part ran, and together they fit inside the cover stage's own time."""
+    per frame): each part ran, and together they fit inside the time of the cover stage and
+    of its paste-back, which runs on a thread of its own."""
     stages = json.loads((gan_runs / "s2.json").read_text())["stage_seconds"]
     parts = {k: v for k, v in stages.items() if k.startswith("cover.")}
     assert set(parts) == {f"cover.{k}" for k in ("crops", "generate", "guard", "blend", "paste")}
     assert all(v > 0 for v in parts.values()), parts  # the guard checks every new track's first face
-    assert sum(parts.values()) <= stages["cover"]
+    assert parts["cover.paste"] <= stages["paste"]
+    assert sum(parts.values()) <= stages["cover"] + stages["paste"]

@@ -386,6 +386,17 @@ class BrokenCoverer:
         raise RuntimeError("generator exploded")
 
 
+class BrokenPaste:
+    """A two-step coverer (as gan mode's: `prepare` in frame order, `finish` on the paste
+    thread) whose paste-back fails."""
+
+    def prepare(self, frame, faces, frame_index):
+        return frame_index
+
+    def finish(self, prepared):
+        raise RuntimeError("paste-back exploded")
+
+
 def test_detector_failure_is_covered(people_clip, tmp_path, detector):
     from vidanon.config import TrackConfig
 
@@ -404,9 +415,12 @@ def test_detector_failure_is_covered(people_clip, tmp_path, detector):
     assert leaked_faces(detector, original[:8], output[:8]) == []
 
 
-def test_generator_failure_falls_back(people_clip, tmp_path, detector):
+@pytest.mark.parametrize("coverer", [BrokenCoverer(), BrokenPaste()], ids=["generator", "paste-back"])
+def test_cover_failure_falls_back(people_clip, tmp_path, detector, coverer):
+    """A failure of the coverer, in the generator or in the paste-back (which runs on its own
+    thread), is contained: every face of the frame still gets the fallback filter."""
     cfg = PipelineConfig()
-    fa = FrameAnonymizer(cfg, coverer=BrokenCoverer())
+    fa = FrameAnonymizer(cfg, coverer=coverer)
     out = tmp_path / "o.mp4"
     s = anonymize_video(people_clip, out, cfg, frame_anonymizer=fa)
     assert s.frames_with_fallback == s.frames_written == 36

@@ -181,30 +181,70 @@ class FrameAnonymizer:
 
     def cover(self, rgb: np.ndarray, faces: FaceDetections, index: int, failed: bool) -> tuple[np.ndarray, bool]:
         """The anonymized frame, and whether a fallback was used."""
+        return self.cover_end(self.cover_begin(rgb, faces, index, failed))
+
+    def cover_begin(self, rgb: np.ndarray, faces: FaceDetections, index: int, failed: bool) -> CoverJob:
+        """The half of `cover` that must see the frames in order (a gan coverer's generator,
+        identity guard and temporal blend; all of a filter). `cover_end` finishes the job,
+        on another thread if the caller likes, so consecutive frames overlap."""
         t0 = time.perf_counter()
         try:
-            return self._cover(rgb, faces, index, failed)
+            return self._begin(rgb, faces, index, failed)
         finally:
             self.seconds["cover"] += time.perf_counter() - t0
 
-    def _cover(self, rgb: np.ndarray, faces: FaceDetections, index: int, failed: bool) -> tuple[np.ndarray, bool]:
+    def cover_end(self, job: CoverJob) -> tuple[np.ndarray, bool]:
+        """The anonymized frame of `cover_begin`'s job, and whether a fallback was used. A
+        failure here still covers every face, with the fallback filter."""
+        if job.prepared is None:
+            return job.done
+        t0 = time.perf_counter()
+        try:
+            return self.coverer.finish(job.prepared), False
+        except Exception as exc:  # noqa: BLE001
+            log.debug("paste failed on frame %d: %s", job.index, exc)
+            return self._fallback(job.rgb, job.faces), True
+        finally:
+            self.seconds["paste"] = self.seconds.get("paste", 0.0) + time.perf_counter() - t0
+
+    def _fallback(self, rgb: np.ndarray, faces: FaceDetections) -> np.ndarray:
+        mode = self.cfg.cover.fallback
+        try:
+            return apply_filter(rgb, faces, self.cfg.cover, mode)
+        except Exception:  # noqa: BLE001
+            return cover_whole_frame(rgb, mode)
+
+    def _begin(self, rgb: np.ndarray, faces: FaceDetections, index: int, failed: bool) -> CoverJob:
         mode = self.cfg.cover.fallback
         if failed:
             if len(faces):
-                return apply_filter(rgb, faces, self.cfg.cover, mode), True
-            return cover_whole_frame(rgb, mode), True
+                return CoverJob(index, done=(apply_filter(rgb, faces, self.cfg.cover, mode), True))
+            return CoverJob(index, done=(cover_whole_frame(rgb, mode), True))
         if not len(faces):
-            return rgb, False
+            return CoverJob(index, done=(rgb, False))
         # held and back-filled regions first, detected faces last, on top
         faces = faces[np.argsort(-faces.state, kind="stable")]
         try:
-            return self.coverer.cover(rgb, faces, index), False
+            prepare = getattr(self.coverer, "prepare", None)
+            if prepare is not None:
+                return CoverJob(index, prepared=prepare(rgb, faces, index), rgb=rgb, faces=faces)
+            return CoverJob(index, done=(self.coverer.cover(rgb, faces, index), False))
         except Exception as exc:  # noqa: BLE001
             log.debug("cover failed on frame %d: %s", index, exc)
-            try:
-                return apply_filter(rgb, faces, self.cfg.cover, mode), True
-            except Exception:  # noqa: BLE001
-                return cover_whole_frame(rgb, mode), True
+            return CoverJob(index, done=(self._fallback(rgb, faces), True))
+
+
+@dataclass
+class CoverJob:
+    """A frame between `FrameAnonymizer.cover_begin` and `cover_end`: either done (the
+    frame and whether a fallback was used) or a coverer's `prepare` result still to paste,
+    with the frame and its faces for the fallback filter should the paste fail."""
+
+    index: int
+    done: tuple[np.ndarray, bool] | None = None
+    prepared: object | None = None
+    rgb: np.ndarray | None = None
+    faces: FaceDetections | None = None
 
 
 class CutDetector:
@@ -483,18 +523,29 @@ def anonymize_video(
 
         main = threading.current_thread()
         cov_q: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
+        pst_q: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
 
-        def cover() -> None:
-            # covering (the generator in gan mode) overlaps the next frames' detection
-            while True:
-                entry = _get(cov_q, stop, main)
-                if entry is _DONE:
-                    _forward(_DONE)
-                    return
-                emit(entry)
+        def relay(q: queue.Queue, upstream: threading.Thread, handle, send) -> Callable[[], None]:
+            """A stage's loop: each item of `q` to `handle`, in order; the end on to `send`."""
+
+            def loop() -> None:
+                while (item := _get(q, stop, upstream)) is not _DONE:
+                    handle(item)
+                send(_DONE)
+
+            return loop
+
+        def paste_back(item) -> None:
+            out, fallback = fa.cover_end(item[0])
+            summary.frames_with_fallback += int(fallback)
+            _forward((out, item[1]))
+            summary.frames_written += 1
 
         dec_t = _Worker(decode, "vidanon-decode")
-        cov_t = _Worker(cover, "vidanon-cover")
+        # covering (the generator in gan mode) overlaps the next frames' detection, and the
+        # paste-back of gan mode the next frame's generator; both keep the frame order
+        cov_t = _Worker(relay(cov_q, main, lambda e: emit(e), lambda d: _to_paste(d)), "vidanon-cover")
+        pst_t = _Worker(relay(pst_q, cov_t, paste_back, lambda d: _forward(d)), "vidanon-paste")
         enc_t = _Worker(encode, "vidanon-encode")
         buffer: deque[_Pending] = deque()
         is_cut = CutDetector()
@@ -502,8 +553,7 @@ def anonymize_video(
         lookahead = cfg.tracking().lookahead  # at least the gap between detections
 
         def emit(entry: _Pending) -> None:
-            out, fallback = fa.cover(entry.rgb, entry.faces, entry.meta.index, entry.failed)
-            summary.frames_with_fallback += int(fallback)
+            job = fa.cover_begin(entry.rgb, entry.faces, entry.meta.index, entry.failed)
             summary.stage_errors += int(entry.failed)
             summary.faces_covered += len(entry.faces)
             st = entry.faces.state
@@ -512,8 +562,11 @@ def anonymize_video(
             summary.faces_backfilled += int((st == BACKFILLED).sum())
             if tracks is not None:
                 tracks.write(entry.meta, entry.faces)
-            _forward((out, entry.meta))
-            summary.frames_written += 1
+            _to_paste((job, entry.meta))
+
+        def _to_paste(item) -> None:
+            if not _put(pst_q, item, stop, pst_t) or pst_t.error is not None:
+                raise _stage_error(pst_t)
 
         def _forward(item) -> None:
             if not _put(enc_q, item, stop, enc_t) or enc_t.error is not None:
@@ -552,6 +605,7 @@ def anonymize_video(
                 tracks = TracksWriter(Path(tracks_path), info)
             dec_t.start()
             cov_t.start()
+            pst_t.start()
             enc_t.start()
             total = info.frames
             for item, detected in frames():
@@ -567,7 +621,7 @@ def anonymize_video(
                     _send(buffer.popleft())
                 if progress is not None:
                     progress(summary.frames_read, total)
-                for t in (cov_t, enc_t):
+                for t in (cov_t, pst_t, enc_t):
                     if t.error is not None:
                         raise _stage_error(t)
             if dec_t.error is not None:
@@ -575,7 +629,7 @@ def anonymize_video(
             while buffer:
                 _send(buffer.popleft())
             _send(_DONE)
-            for t in (cov_t, enc_t):
+            for t in (cov_t, pst_t, enc_t):
                 while t.is_alive() and t.error is None:
                     t.join(timeout=0.1)
                 if t.error is not None:
@@ -603,7 +657,7 @@ def anonymize_video(
                 tracks = None
         except BaseException:
             stop.set()
-            for t in (dec_t, cov_t, enc_t):
+            for t in (dec_t, cov_t, pst_t, enc_t):
                 if t.is_alive():
                     t.join(timeout=2.0)
             writer.abort()

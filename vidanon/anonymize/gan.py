@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -97,6 +97,19 @@ def native_bf16() -> bool:
         return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
     except RuntimeError:  # pragma: no cover - a torch build without these probes
         return False
+
+
+@dataclass
+class Prepared:
+    """`GanCoverer.prepare`'s result for one frame, what `finish` pastes: the frame and its
+    faces, which of them are generated (`big`) or filtered (`small`), and the generated crops."""
+
+    frame: np.ndarray
+    faces: FaceDetections
+    big: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    small: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    gen: np.ndarray | None = None
+    crops: align.Crops | None = None
 
 
 class GanCoverer:
@@ -365,43 +378,60 @@ class GanCoverer:
             faces: faces to cover (any state), with track ids.
             frame_index: used for per-frame z and for untracked faces.
         """
+        return self.finish(self.prepare(frame, faces, frame_index))
+
+    def prepare(self, frame: np.ndarray, faces: FaceDetections, frame_index: int) -> Prepared:
+        """The stateful half of `cover`, in frame order: crops, the generator, the identity
+        guard and the temporal blend. `finish` (stateless, any thread) pastes the result, so
+        the video pipeline runs the two halves of consecutive frames at the same time."""
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"cover expects an (h, w, 3) uint8 RGB frame, got {frame.shape} {frame.dtype}")
-        out = frame.copy()
         if len(faces) == 0:
-            return out
+            return Prepared(frame, faces)
         h, w = frame.shape[:2]
         sides = (faces.xyxy[:, 2:] - faces.xyxy[:, :2]).min(axis=1)
         generated = (sides >= self.cfg.min_gan_size) & eyes_in_frame(faces, w, h)
-        big = np.flatnonzero(generated)
-        small = np.flatnonzero(~generated)
-        if len(big):
+        p = Prepared(frame, faces, np.flatnonzero(generated), np.flatnonzero(~generated))
+        if len(p.big):
             secs, t0 = self.seconds, time.perf_counter()
-            gfaces = faces[big]
+            gfaces = faces[p.big]
             crops = self._crops(frame, gfaces)
             per_frame = self.cfg.z_mode == "per-frame"
             z = latents_for_faces(
-                self.cfg.seed, gfaces.track_id, self.gcfg.z_dim, frame_index, per_frame, big, self.redraws
+                self.cfg.seed, gfaces.track_id, self.gcfg.z_dim, frame_index, per_frame, p.big, self.redraws
             )
             t1 = time.perf_counter()
             gen = self.generate(crops, z)
             t2 = time.perf_counter()
             if self.sface is not None:
-                gen = self._guard(frame, gfaces, crops, gen, frame_index, big)
+                gen = self._guard(frame, gfaces, crops, gen, frame_index, p.big)
             t3 = time.perf_counter()
-            gen = self.blend(gen, crops.masks, gfaces.track_id, frame_index)
-            t4 = time.perf_counter()
+            p.gen = self.blend(gen, crops.masks, gfaces.track_id, frame_index)
+            p.crops = crops
             secs["crops"] += t1 - t0
             secs["generate"] += t2 - t1
             secs["guard"] += t3 - t2
-            secs["blend"] += t4 - t3
+            secs["blend"] += time.perf_counter() - t3
+        return p
+
+    def finish(self, p: Prepared) -> np.ndarray:
+        """The frame of `prepare`'s result: generated faces pasted back, whatever of a face's
+        region no paste covers and every face too small for the generator filtered."""
+        frame, faces = p.frame, p.faces
+        out = frame.copy()
+        if len(faces) == 0:
+            return out
+        h, w = frame.shape[:2]
+        if len(p.big):
+            t4 = time.perf_counter()
+            gfaces, gen, crops = faces[p.big], p.gen, p.crops
             if self.device_paste:
                 pastes = devpaste.paste(out, gen, crops, gfaces.xyxy, self.cfg.mask_scale, self.device)
             else:
                 pastes = self._paste_host(out, gen, crops, gfaces.xyxy)
             # Whatever of the filter region no hard paste covers gets the fallback filter,
             # checked inside the window that holds every region and paste, not the whole frame.
-            wx0, wy0, wx1, wy1 = _window(gfaces, self.cfg.mask_scale, [p[0] for p in pastes], w, h)
+            wx0, wy0, wx1, wy1 = _window(gfaces, self.cfg.mask_scale, [rect for rect, _ in pastes], w, h)
             ww, wh = wx1 - wx0, wy1 - wy0
             covered = np.zeros((wh, ww), bool)
             for (x0, y0, x1, y1), hard in pastes:
@@ -417,9 +447,9 @@ class GanCoverer:
                 filtered = apply_filter(frame, gfaces, wide, mode=self.cfg.fallback)
                 view = out[wy0:wy1, wx0:wx1]
                 view[leftover] = filtered[wy0:wy1, wx0:wx1][leftover]
-            secs["paste"] += time.perf_counter() - t4
-        if len(small):
-            sfaces = faces[small]
+            self.seconds["paste"] += time.perf_counter() - t4
+        if len(p.small):
+            sfaces = faces[p.small]
             filtered = apply_filter(frame, sfaces, self.cfg, mode=self.cfg.fallback)
             m = region_mask((h, w), sfaces, self.cfg) > 0
             out[m] = filtered[m]
