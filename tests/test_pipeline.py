@@ -371,28 +371,51 @@ def test_skipped_frames_lie_between_their_detections(people_clip, tmp_path, dete
     assert leaked_faces(detector, decode_rgb(people_clip), decode_rgb(out)) == []
 
 
+def _one_face(x: float, state: int, y: float = 10.0):
+    """One face of track 7, a 40x50 box at (x, y), in the given state."""
+    from vidanon.types import FaceDetections
+
+    box = np.array([[x, y, x + 40, y + 50]], np.float32)
+    lm = np.tile(np.array([[x + 20, y + 20]], np.float32), (1, 5, 1))
+    return FaceDetections(box, np.zeros(1, np.float32), lm, np.array([7]), np.array([state], np.int8))
+
+
+def _pending(i: int, faces):
+    from vidanon.pipeline import _Pending
+    from vidanon.types import FrameMeta
+
+    return _Pending(
+        np.zeros((80, 200, 3), np.uint8), FrameMeta(index=i, pts=i, time_base=Fraction(1, 25)), faces, False
+    )
+
+
 def test_no_bridge_across_a_cut():
     """A cut in a skipped frame: from the cut on the frames take the new detection's place,
     before it they keep the prediction (a face does not glide from one shot into the next)."""
     from collections import deque
 
-    from vidanon.pipeline import _bridge_skipped, _Pending
-    from vidanon.types import DETECTED, PREDICTED, FaceDetections, FrameMeta
-
-    def faces(x: float, state: int) -> FaceDetections:
-        box = np.array([[x, 10, x + 40, 60]], np.float32)
-        lm = np.tile(np.array([[x + 20, 30]], np.float32), (1, 5, 1))
-        return FaceDetections(box, np.zeros(1, np.float32), lm, np.array([7]), np.array([state], np.int8))
-
-    def pending(i: int, x: float, state: int) -> _Pending:
-        return _Pending(
-            np.zeros((80, 200, 3), np.uint8),
-            FrameMeta(index=i, pts=i, time_base=Fraction(1, 25)),
-            faces(x, state),
-            False,
-        )
+    from vidanon.pipeline import _bridge_skipped
+    from vidanon.types import DETECTED, PREDICTED
 
     for cut, expect in ((0, 50.0), (3, 100.0), (4, 0.0)):
-        buf = deque([pending(2, 0.0, DETECTED), pending(3, 0.0, PREDICTED)])
-        _bridge_skipped(buf, faces(100.0, DETECTED), 4, 2, last_cut=cut)
+        buf = deque([_pending(2, _one_face(0.0, DETECTED)), _pending(3, _one_face(0.0, PREDICTED))])
+        _bridge_skipped(buf, _one_face(100.0, DETECTED), 4, 2, last_cut=cut)
         assert buf[1].faces.xyxy[0, 0] == pytest.approx(expect), cut
+
+
+def test_held_track_found_again_is_covered_in_the_skipped_frame():
+    """A track held (not detected) at the last detection frame and detected again: the
+    skipped frame between had only the tracker's prediction, which can lag the face; it gets
+    the box that holds both the prediction and the new detection. A track new in this frame
+    is left to the back-fill; a cut in the gap changes nothing (where the face was is not
+    known either side of it)."""
+    from collections import deque
+
+    from vidanon.pipeline import _bridge_skipped
+    from vidanon.types import DETECTED, PREDICTED
+
+    for cut in (0, 13, 14):
+        buf = deque([_pending(12, _one_face(60.0, PREDICTED)), _pending(13, _one_face(58.0, PREDICTED, y=8.0))])
+        _bridge_skipped(buf, _one_face(20.0, DETECTED, y=14.0), 14, 2, last_cut=cut)
+        assert buf[1].faces.xyxy[0].tolist() == [20.0, 8.0, 98.0, 64.0], cut
+        assert buf[0].faces.xyxy[0].tolist() == [60.0, 10.0, 100.0, 60.0]  # a detection frame: as it was
