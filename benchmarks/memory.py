@@ -77,7 +77,7 @@ def sample_run(src: Path, dst: Path, mode: str, device: str) -> tuple[int, float
     out, err = p.communicate()
     if p.returncode != 0:
         raise RuntimeError(err.strip().splitlines()[-1] if err.strip() else f"{mode} run failed")
-    n, secs, _ = out.strip().splitlines()[0].split()
+    n, secs, *_ = out.strip().splitlines()[0].split()  # frames, seconds, peak RSS, CPU seconds
     return int(n), float(secs), samples
 
 
