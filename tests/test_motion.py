@@ -276,3 +276,26 @@ def test_motion_follows_a_face_detected_every_other_frame(handheld, detector):
     assert runs["motion"][0].motion_steps > 20 and runs["one-euro"][0].motion_steps == 0
     err = {name: _step_error(outs, steps, 2, range(2, 20, 2)) for name, (_, outs) in runs.items()}
     assert err["motion"] < 0.6 * err["one-euro"], err
+
+
+def test_handheld_points_say_where_photo_points_show():
+    """The hand-held clip's known motion (the truth of benchmarks/placement.py): marks drawn
+    on the photo show in the rendered views where `handheld_points` puts them, to a fraction
+    of a pixel, while the camera drifts, rolls, zooms, swings and warps them by tens of pixels."""
+    from vidanon.synth import handheld_frames, handheld_motion, handheld_points
+
+    img = np.full((480, 640, 3), 90, np.uint8)
+    marks = np.array([[250.0, 190.0], [390.0, 215.0], [320.0, 300.0], [280.0, 260.0]])  # inside every view
+    for x, y in marks:
+        cv2.circle(img, (int(x), int(y)), 6, (255, 0, 0), -1)  # centred on the pixel centre (x, y)
+    n = 75
+    frames, motion = handheld_frames(img, n), handheld_motion(img.shape[:2], n)
+    for t in (0, 30, 74):
+        red = (frames[t][..., 0].astype(int) - frames[t][..., 1]).clip(0)
+        for p in handheld_points(marks, motion[t]):
+            x0, y0 = int(p[0]) - 12, int(p[1]) - 12
+            win = red[max(0, y0) : y0 + 25, max(0, x0) : x0 + 25].astype(float)
+            yy, xx = np.mgrid[max(0, y0) : y0 + 25, max(0, x0) : x0 + 25]
+            c = np.array([(xx * win).sum(), (yy * win).sum()]) / win.sum()
+            assert np.linalg.norm(c - p) < 0.5, (t, c, p)
+    assert np.linalg.norm(handheld_points(marks, motion[74]) - handheld_points(marks, motion[0]), axis=1).min() > 20

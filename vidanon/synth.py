@@ -54,13 +54,30 @@ def handheld_frames(
     """`n` views of `img` as a hand-held camera would film it: a random-walk drift of about a
     pixel per frame, a slow roll (+-2.5 degrees) and zoom (+-6%), a fast swing (6 px per frame)
     over frames `swing`, and a smooth non-rigid warp that breathes over time (faces stretch
-    and shear a little, as a turning or talking head does; no similarity explains it)."""
-    rng = np.random.default_rng(seed)
-    h, w = img.shape[:2]
+    and shear a little, as a turning or talking head does; no similarity explains it).
+    `handheld_points` says where any point of `img` lands in each view."""
     out_w, out_h = size
     yy, xx = np.mgrid[0:out_h, 0:out_w].astype(np.float32)
-    pos, vel = np.zeros(2), np.zeros(2)
     frames = []
+    for m, a, b in handheld_motion(img.shape[:2], n, size, seed, swing):
+        view = cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        mapx = (xx + a * np.sin(2 * np.pi * xx / 180.0)).astype(np.float32)
+        mapy = (yy + b * np.sin(2 * np.pi * yy / 150.0 + 1.0)).astype(np.float32)
+        frames.append(cv2.remap(view, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+    return frames
+
+
+def handheld_motion(
+    shape: tuple[int, int], n: int, size: tuple[int, int] = (640, 360), seed: int = 0, swing: tuple[int, int] = (60, 75)
+) -> list[tuple[np.ndarray, float, float]]:
+    """Per view of `handheld_frames` (same arguments, the photo's (h, w) for the photo): the
+    camera's affine map (2x3, photo to view pixels) and the amplitudes (a, b) of the warp, under
+    which view pixel (x + a sin(2 pi x / 180), y + b sin(2 pi y / 150 + 1)) shows at (x, y)."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    out_w, out_h = size
+    pos, vel = np.zeros(2), np.zeros(2)
+    out = []
     for t in range(n):
         vel = 0.8 * vel + rng.normal(0, 0.6, 2)
         if swing[0] <= t < swing[1]:
@@ -72,12 +89,21 @@ def handheld_frames(
             out_w / (w * 0.8) * (1 + 0.06 * np.sin(2 * np.pi * t / 70)),
         )
         m[:, 2] += np.array([out_w / 2 - w / 2, out_h / 2 - h / 2]) + pos
-        view = cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        a, b = 3.0 * np.sin(2 * np.pi * t / 40), 2.0 * np.cos(2 * np.pi * t / 33)
-        mapx = (xx + a * np.sin(2 * np.pi * xx / 180.0)).astype(np.float32)
-        mapy = (yy + b * np.sin(2 * np.pi * yy / 150.0 + 1.0)).astype(np.float32)
-        frames.append(cv2.remap(view, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
-    return frames
+        out.append((m, 3.0 * np.sin(2 * np.pi * t / 40), 2.0 * np.cos(2 * np.pi * t / 33)))
+    return out
+
+
+def handheld_points(points: np.ndarray, motion: tuple[np.ndarray, float, float]) -> np.ndarray:
+    """Where photo points (..., 2) show in the view of one `handheld_motion` entry: the camera
+    map, then the warp inverted by fixed-point iteration (it is a contraction: a step moves a
+    point by at most 3 * 2 pi / 180 of its error)."""
+    m, a, b = motion
+    v = np.asarray(points, np.float64) @ m[:, :2].T + m[:, 2]
+    x, y = v[..., 0].copy(), v[..., 1].copy()
+    for _ in range(30):
+        x = v[..., 0] - a * np.sin(2 * np.pi * x / 180.0)
+        y = v[..., 1] - b * np.sin(2 * np.pi * y / 150.0 + 1.0)
+    return np.stack([x, y], -1)
 
 
 def write_video(
