@@ -61,8 +61,8 @@ def handheld_frames(
     frames = []
     for m, a, b in handheld_motion(img.shape[:2], n, size, seed, swing):
         view = cv2.warpAffine(img, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        mapx = (xx + a * np.sin(2 * np.pi * xx / 180.0)).astype(np.float32)
-        mapy = (yy + b * np.sin(2 * np.pi * yy / 150.0 + 1.0)).astype(np.float32)
+        dx, dy = _handheld_warp(xx, yy, a, b)
+        mapx, mapy = (xx + dx).astype(np.float32), (yy + dy).astype(np.float32)
         frames.append(cv2.remap(view, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
     return frames
 
@@ -72,7 +72,7 @@ def handheld_motion(
 ) -> list[tuple[np.ndarray, float, float]]:
     """Per view of `handheld_frames` (same arguments, the photo's (h, w) for the photo): the
     camera's affine map (2x3, photo to view pixels) and the amplitudes (a, b) of the warp, under
-    which view pixel (x + a sin(2 pi x / 180), y + b sin(2 pi y / 150 + 1)) shows at (x, y)."""
+    which view pixel (x, y) + `_handheld_warp(x, y, a, b)` shows at (x, y)."""
     rng = np.random.default_rng(seed)
     h, w = shape
     out_w, out_h = size
@@ -95,15 +95,20 @@ def handheld_motion(
 
 def handheld_points(points: np.ndarray, motion: tuple[np.ndarray, float, float]) -> np.ndarray:
     """Where photo points (..., 2) show in the view of one `handheld_motion` entry: the camera
-    map, then the warp inverted by fixed-point iteration (it is a contraction: a step moves a
-    point by at most 3 * 2 pi / 180 of its error)."""
+    map, then `_handheld_warp` inverted by fixed-point iteration (it is a contraction: a step
+    moves a point by at most 3 * 2 pi / 180 of its error)."""
     m, a, b = motion
     v = np.asarray(points, np.float64) @ m[:, :2].T + m[:, 2]
     x, y = v[..., 0].copy(), v[..., 1].copy()
     for _ in range(30):
-        x = v[..., 0] - a * np.sin(2 * np.pi * x / 180.0)
-        y = v[..., 1] - b * np.sin(2 * np.pi * y / 150.0 + 1.0)
+        dx, dy = _handheld_warp(x, y, a, b)
+        x, y = v[..., 0] - dx, v[..., 1] - dy
     return np.stack([x, y], -1)
+
+
+def _handheld_warp(x: np.ndarray, y: np.ndarray, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """The hand-held views' non-rigid warp: the offset to the view pixel that shows at (x, y)."""
+    return a * np.sin(2 * np.pi * x / 180.0), b * np.sin(2 * np.pi * y / 150.0 + 1.0)
 
 
 def write_video(
