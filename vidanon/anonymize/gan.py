@@ -31,12 +31,18 @@ from vidanon.errors import ModelLoadError
 from vidanon.types import FaceDetections
 
 
+def _cover_extent(xyxy: np.ndarray, mask_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and half-size, (n, 2) each, of the box holding each face's filter region (the box
+    scaled by mask_scale, circumscribed by its ellipse: it holds either shape)."""
+    return (xyxy[:, :2] + xyxy[:, 2:]) / 2, (xyxy[:, 2:] - xyxy[:, :2]) * mask_scale / 2 * align.ELLIPSE_FACTOR
+
+
 def _window(
     faces: FaceDetections, mask_scale: float, rects: list[tuple[int, int, int, int]], width: int, height: int
 ) -> tuple[int, int, int, int]:
     """A frame rectangle holding every face's filter region (either shape) and every paste rect."""
-    c = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
-    half = (faces.xyxy[:, 2:] - faces.xyxy[:, :2]) * mask_scale / 2 * align.ELLIPSE_FACTOR + 2
+    c, half = _cover_extent(faces.xyxy, mask_scale)
+    half = half + 2
     lo = np.floor((c - half).min(axis=0)).astype(int)
     hi = np.ceil((c + half).max(axis=0)).astype(int) + 2
     x0, y0, x1, y1 = int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])
@@ -70,9 +76,9 @@ def eyes_in_frame(faces: FaceDetections, width: int, height: int) -> np.ndarray:
 
 
 def _visible(xyxy: np.ndarray, mask_scale: float, width: int, height: int) -> np.ndarray:
-    """Share of each face's cover (the box scaled and circumscribed, as a box) inside the frame, (n,)."""
-    c = (xyxy[:, :2] + xyxy[:, 2:]) / 2
-    half = np.maximum((xyxy[:, 2:] - xyxy[:, :2]) / 2 * mask_scale * align.ELLIPSE_FACTOR, 1e-6)
+    """Share of each face's cover (as `_cover_extent`'s box) inside the frame, (n,)."""
+    c, half = _cover_extent(xyxy, mask_scale)
+    half = np.maximum(half, 1e-6)
     lo, hi = c - half, c + half
     inside = np.clip(np.minimum(hi, [width, height]) - np.maximum(lo, 0), 0, None).prod(axis=1)
     return inside / (2 * half).prod(axis=1)
