@@ -553,12 +553,6 @@ def anonymize_video(
             _forward((out, item[1]))
             summary.frames_written += 1
 
-        dec_t = _Worker(decode, "vidanon-decode")
-        # covering (the generator in gan mode) overlaps the next frames' detection, and the
-        # paste-back of gan mode the next frame's generator; both keep the frame order
-        cov_t = _Worker(relay(cov_q, main, lambda e: emit(e), lambda d: _to_paste(d)), "vidanon-cover")
-        pst_t = _Worker(relay(pst_q, cov_t, paste_back, lambda d: _forward(d)), "vidanon-paste")
-        enc_t = _Worker(encode, "vidanon-encode")
         buffer: deque[_Pending] = deque()
         is_cut = CutDetector()
         last_cut = 0
@@ -576,17 +570,26 @@ def anonymize_video(
                 tracks.write(entry.meta, entry.faces)
             _to_paste((job, entry.meta))
 
-        def _to_paste(item) -> None:
-            if not _put(pst_q, item, stop, pst_t) or pst_t.error is not None:
-                raise _stage_error(pst_t)
-
-        def _forward(item) -> None:
-            if not _put(enc_q, item, stop, enc_t) or enc_t.error is not None:
-                raise _stage_error(enc_t)
+        def _push(q: queue.Queue, worker: _Worker, item) -> None:
+            """`item` onto the queue that `worker` takes from; its failure is raised here."""
+            if not _put(q, item, stop, worker) or worker.error is not None:
+                raise _stage_error(worker)
 
         def _send(entry) -> None:
-            if not _put(cov_q, entry, stop, cov_t) or cov_t.error is not None:
-                raise _stage_error(cov_t)
+            _push(cov_q, cov_t, entry)
+
+        def _to_paste(item) -> None:
+            _push(pst_q, pst_t, item)
+
+        def _forward(item) -> None:
+            _push(enc_q, enc_t, item)
+
+        dec_t = _Worker(decode, "vidanon-decode")
+        # covering (the generator in gan mode) overlaps the next frames' detection, and the
+        # paste-back of gan mode the next frame's generator; both keep the frame order
+        cov_t = _Worker(relay(cov_q, main, emit, _to_paste), "vidanon-cover")
+        pst_t = _Worker(relay(pst_q, cov_t, paste_back, _forward), "vidanon-paste")
+        enc_t = _Worker(encode, "vidanon-encode")
 
         def frames():
             """Decoded frames in order, each with its detections when they were made
