@@ -8,7 +8,10 @@
 # OUT     where to write (default: $OUT/ckpt.pt when $OUT is set, else /tmp/ckpt.pt).
 #
 # Environment: MINUTES (default 9, keep chunks <= 10 min), BATCH (default 128),
-# WORKERS (data threads, default 14), PRODUCERS (batch-assembling threads, default 4),
+# PROCS (data worker processes, default 12: each makes whole batches, no GIL shared
+# with the training loop; 0 for threads only), WORKERS (data threads, default 14) and
+# PRODUCERS (batch-assembling threads, default 4): used with PROCS=0, or when /dev/shm
+# is too small for the processes' batches,
 # REUSE (--max-reuse, default 2), SWAP / SWAP_SCALE (--swap-prob / --swap-scale; default:
 # what the resumed checkpoint was trained with, stored in it; a new run uses 1 / 0.9, the
 # bundled generator's recipe: its donor input needs swapped crops), DEVICE (default cuda;
@@ -22,7 +25,8 @@ cd "$(dirname "$0")/.."
 RESUME=${1:-vidanon/weights/generator.pt}
 DEST=${2:-${OUT:-/tmp}/ckpt.pt}
 ARGS=(--device "${DEVICE:-cuda}" --minutes "${MINUTES:-9}" --batch-size "${BATCH:-128}"
-      --workers "${WORKERS:-14}" --producers "${PRODUCERS:-4}" --max-reuse "${REUSE:-2}" --threads 1
+      --processes "${PROCS:-12}" --workers "${WORKERS:-14}" --producers "${PRODUCERS:-4}"
+      --max-reuse "${REUSE:-2}" --threads 1
       --save-every 120 --log-every 50 --out "$DEST")
 if [[ "$RESUME" != "none" ]]; then
   ARGS+=(--resume "$RESUME")

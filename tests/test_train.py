@@ -50,6 +50,7 @@ def _cfg(out: Path, **kw) -> TrainConfig:
         ({"r1_every": 0}, ValueError),
         ({"r1_gamma": -1.0}, ValueError),
         ({"data_producers": 0}, ValueError),
+        ({"data_processes": -1}, ValueError),
         ({"max_reuse": 0}, ValueError),
         ({"swap_prob": 1.5}, ValueError),
         ({"swap_scale": 0.3}, ValueError),
@@ -381,6 +382,62 @@ def test_concurrent_producers_and_batch_reuse(tmp_path):
     assert summary["step"] == 6 and summary["reused_batches"] == 4  # batches 1, 1, 1, 2, 2, 2
     with pytest.raises(ValueError):
         _cfg(tmp_path / "x.pt", steps=1, max_reuse=0)
+
+
+@needs_teacher
+def test_worker_processes_make_batches(tmp_path):
+    """--processes: whole batches from worker processes, each drawing its own faces (no z
+    twice across workers, another stream for another step), stopped by `close`."""
+    from vidanon.train.data import BatchSpec
+    from vidanon.train.procs import ProcessBatches, worker_seed
+
+    spec = BatchSpec(5, 64, 1.75, swap_prob=1.0, fill_padding=True)
+    made = ProcessBatches(spec, 2, seed=3, step=0)
+    try:
+        batches = [made.next() for _ in range(4)]
+    finally:
+        made.close()
+    assert not any(p.is_alive() for p in made._procs)
+    for b in batches:
+        assert b.image.shape == (5, 3, 64, 64) and b.donor.shape == (5, 3, 64, 64) and b.z.shape == (5, 100)
+        assert b.natural is not None and float(b.image.min()) >= -1 and float(b.image.max()) <= 1
+        assert float(b.mask.sum()) > 0 and float(b.heat.max()) > 0.5
+    # a swapped crop takes its donor's z, so z repeat inside a batch, never across batches
+    drawn = [set(b.z[:, 0].tolist()) for b in batches]
+    assert all(not (drawn[i] & drawn[j]) for i in range(4) for j in range(i))
+    assert len({worker_seed(3, 0, 0), worker_seed(3, 0, 1), worker_seed(3, 100, 0)}) == 3
+
+
+def test_worker_process_failure_reaches_the_trainer(tmp_path):
+    """A worker that fails hands its error over: `next` raises it instead of waiting forever."""
+    from vidanon.train.data import BatchSpec
+    from vidanon.train.procs import ProcessBatches
+
+    gone = (tmp_path / "gone.png", np.array([0, 0, 40, 40], np.float32), np.zeros((5, 2), np.float32))
+    made = ProcessBatches(BatchSpec(2, 64, 1.75, folder_index=(gone,)), 1, seed=0, step=0)
+    try:
+        with pytest.raises(RuntimeError, match="data worker failed"):
+            made.next()
+    finally:
+        made.close()
+
+
+@needs_teacher
+def test_training_on_worker_processes(tmp_path, monkeypatch, caplog):
+    """A run with data_processes trains and saves; where /dev/shm is too small for the
+    batches in flight (a container's 64 MiB), it says so and makes them on threads."""
+    import logging
+
+    from vidanon.train import procs
+
+    out = tmp_path / "p.pt"
+    assert train(_cfg(out, steps=2, data_processes=1, batch_size=3), TINY)["step"] == 2
+    assert read_checkpoint(out)["train"]["step"] == 2
+    monkeypatch.setattr(procs, "_shm_free", lambda: 64 * 2**20)
+    with caplog.at_level(logging.WARNING, logger="vidanon.train"):
+        summary = train(_cfg(tmp_path / "q.pt", steps=3, resume=str(out), data_processes=12, batch_size=8))
+    assert summary["step"] == 3
+    assert "shared memory" in caplog.text and "threads instead" in caplog.text
 
 
 @needs_teacher

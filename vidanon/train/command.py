@@ -183,11 +183,20 @@ def train_cmd(
             help="With --workers: threads that each assemble whole batches (3-4 keep a GPU fed).",
         ),
     ] = 1,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            help="Worker processes that each make whole batches (instead of --workers' threads, which share "
+            "one GIL): for a GPU machine, about its cores less two.",
+        ),
+    ] = 0,
     max_reuse: Annotated[
         int,
         typer.Option(
             "--max-reuse",
-            help="With --workers: a batch may serve up to this many steps (fresh z each) while the next is not ready.",
+            help="With --workers or --processes: a batch may serve up to this many steps (fresh z each) while "
+            "the next is not ready.",
         ),
     ] = 1,
 ) -> None:
@@ -253,6 +262,7 @@ def train_cmd(
             log_every=log_every,
             data_workers=workers,
             data_producers=producers,
+            data_processes=processes,
             max_reuse=max_reuse,
             w_adv=adv_weight,
             w_div=div_weight,

@@ -142,6 +142,18 @@ class FolderFaces:
                     self.index.append((path, box, dets.landmarks[k] - pad))
         if not self.index:
             raise InputError(f"no face of at least {min_size} px found in the images under {root}")
+        self._start(seed)
+
+    @classmethod
+    def from_index(cls, index: list[tuple[Path, np.ndarray, np.ndarray]], seed: int) -> FolderFaces:
+        """A source over faces already found (another source's `index`): a data worker
+        process does not search the folder again."""
+        self = cls.__new__(cls)
+        self.index = index
+        self._start(seed)
+        return self
+
+    def _start(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self._cache: dict[Path, np.ndarray] = {}
         self._lock = threading.Lock()
@@ -387,6 +399,38 @@ def swap_faces(
     return out, new_valid.astype(np.float32)
 
 
+@dataclass(frozen=True)
+class BatchSpec:
+    """What a batch is made of: its size, the generator's framing and `make_batch`'s settings.
+
+    `folder_index` is a `FolderFaces.index` (its faces already found, so that worker
+    processes do not each search the folder again; `procs.ProcessBatches`); None
+    draws from the teacher.
+    """
+
+    batch_size: int
+    resolution: int
+    crop_factor: float
+    swap_prob: float = 0.0
+    swap_scale: float = SWAP_SCALE
+    donor_warp: bool = False
+    fill_padding: bool = False
+    folder_index: tuple | None = None
+
+    def make(self, faces: list[Face], rng: np.random.Generator) -> Batch:
+        """The batch of `faces` (`make_batch` with these settings)."""
+        return make_batch(
+            faces,
+            self.resolution,
+            self.crop_factor,
+            rng,
+            swap_prob=self.swap_prob,
+            swap_scale=self.swap_scale,
+            donor_warp=self.donor_warp,
+            fill_padding=self.fill_padding,
+        )
+
+
 class BatchMaker:
     """Batches from a face source, inline or prepared ahead by worker threads.
 
@@ -432,10 +476,8 @@ class BatchMaker:
         if producers < 1:
             raise ValueError(f"producers must be >= 1, got {producers}")
         self.source = source
-        self.resolution = resolution
-        self.crop_factor = crop_factor
+        self.spec = BatchSpec(batch_size, resolution, crop_factor, swap_prob, swap_scale, donor_warp, fill_padding)
         self.rng = rng
-        self.batch_size = batch_size
         self.workers = workers
         self.pool = ThreadPoolExecutor(workers) if workers > 0 else None
         source.pool = self.pool
@@ -443,14 +485,10 @@ class BatchMaker:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.producers = producers
-        self.swap_prob = swap_prob
-        self.swap_scale = swap_scale
-        self.donor_warp = donor_warp
-        self.fill_padding = fill_padding
         self._rng_lock = threading.Lock()
 
     def _make(self) -> Batch:
-        faces = self.source.sample(self.batch_size)
+        faces = self.source.sample(self.spec.batch_size)
         if self.pool is None:
             return self._batch(faces, self.rng)
         n = max(1, min(self.workers, len(faces)))
@@ -461,16 +499,7 @@ class BatchMaker:
         return Batch.cat(parts)
 
     def _batch(self, faces: list[Face], rng: np.random.Generator) -> Batch:
-        return make_batch(
-            faces,
-            self.resolution,
-            self.crop_factor,
-            rng,
-            swap_prob=self.swap_prob,
-            swap_scale=self.swap_scale,
-            donor_warp=self.donor_warp,
-            fill_padding=self.fill_padding,
-        )
+        return self.spec.make(faces, rng)
 
     def _produce(self) -> None:
         try:

@@ -27,7 +27,7 @@ from vidanon.anonymize.checkpoint import (
 )
 from vidanon.anonymize.generator import Generator, GeneratorConfig, widen_for_donor
 from vidanon.errors import InputError, ModelLoadError
-from vidanon.train.data import SWAP_SCALE, Batch, BatchMaker, FolderFaces, TeacherFaces
+from vidanon.train.data import SWAP_SCALE, Batch, BatchMaker, BatchSpec, FolderFaces, TeacherFaces
 from vidanon.train.losses import (
     Discriminator,
     d_hinge,
@@ -42,6 +42,7 @@ from vidanon.train.losses import (
     target_weight,
     warp,
 )
+from vidanon.train.procs import ProcessBatches, SharedMemoryError
 
 log = logging.getLogger("vidanon.train")
 
@@ -93,9 +94,14 @@ class TrainConfig:
             training step (0: inline; use several on a GPU machine).
         data_producers: with data_workers, threads that assemble whole batches
             concurrently (BatchMaker).
-        max_reuse: with data_workers, a batch may serve up to this many steps
-            (each with fresh random z) when the next one is not ready yet, so
-            a GPU faster than the data pipeline is not left idle; 1: never.
+        data_processes: worker processes that each make whole batches
+            (`procs.ProcessBatches`: the teacher on their CPU, no GIL shared
+            with the training loop); replaces data_workers when above 0. For a
+            GPU machine with many cores; a resumed run draws new faces instead
+            of continuing the checkpoint's stream.
+        max_reuse: with data_workers or data_processes, a batch may serve up to
+            this many steps (each with fresh random z) when the next one is not
+            ready yet, so a GPU faster than the data pipeline is not left idle; 1: never.
         swap_prob: share of teacher crops that become face swaps (another
             teacher face blended in, with that face's z; `data.make_batch`),
             so the generator must take the face from z, not from the context.
@@ -135,6 +141,7 @@ class TrainConfig:
     reset_discriminator: bool = False
     data_workers: int = 0
     data_producers: int = 1
+    data_processes: int = 0
     max_reuse: int = 1
     swap_prob: float = 0.0
     swap_scale: float = SWAP_SCALE
@@ -162,6 +169,8 @@ class TrainConfig:
             raise ValueError(f"max_reuse must be >= 1, got {self.max_reuse}")
         if self.data_producers < 1:
             raise ValueError(f"data_producers must be >= 1, got {self.data_producers}")
+        if not 0 <= self.data_processes <= 64:
+            raise ValueError(f"data_processes must be in [0, 64], got {self.data_processes}")
         if not 0 <= self.swap_prob <= 1:
             raise ValueError(f"swap_prob must be in [0, 1], got {self.swap_prob}")
         if not 0.5 <= self.swap_scale <= 1.2:
@@ -172,7 +181,7 @@ class TrainConfig:
     def hyper(self) -> dict:
         """The fields that describe the recipe (stored in checkpoints for the record)."""
         skip = {"out", "resume", "steps", "minutes", "threads", "save_every_s", "log_every", "device", "data_workers"}
-        skip.update({"data_producers", "max_reuse"})
+        skip.update({"data_producers", "data_processes", "max_reuse"})
         skip.add("reset_discriminator")
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
@@ -250,7 +259,29 @@ class Trainer:
             self.source = FolderFaces(cfg.folder, cfg.seed)
         if blob is not None:
             self._restore(blob)
-        self.batches = BatchMaker(
+        self.batches = self._batch_source()
+
+    def _batch_source(self) -> BatchMaker | ProcessBatches:
+        cfg = self.cfg
+        if cfg.data_processes:
+            spec = BatchSpec(
+                cfg.batch_size,
+                self.gcfg.resolution,
+                self.gcfg.crop_factor,
+                swap_prob=cfg.swap_prob,
+                swap_scale=cfg.swap_scale,
+                donor_warp=self.gcfg.donor_warp,
+                fill_padding=self.gcfg.fill_padding,
+                folder_index=tuple(self.source.index) if isinstance(self.source, FolderFaces) else None,
+            )
+            try:
+                made = ProcessBatches(spec, cfg.data_processes, cfg.seed, self.step)
+                log.info("data: %d worker processes, their faces seeded by step %d", cfg.data_processes, self.step)
+                return made
+            except SharedMemoryError as exc:
+                log.warning("%s: making batches on %d threads instead", exc, max(1, cfg.data_workers))
+                cfg = replace(cfg, data_workers=max(1, cfg.data_workers))
+        return BatchMaker(
             self.source,
             self.gcfg.resolution,
             self.gcfg.crop_factor,
