@@ -6,7 +6,9 @@ Runs every bundled sample (samples/*.mp4) through several configurations, in one
 - GAN, z fixed per track, smoothing off: one identity, but raw detector jitter;
 - GAN, z fixed per track, One-Euro smoothing of the detections only (`--no-motion`);
 - GAN, z fixed per track, motion stabilization (the default: each face carried by
-  its own image motion, the detector correcting slowly);
+  its own image motion, the detector correcting slowly), with the temporal blend off,
+  at 0.5, at the default and at 0.01 (each track's face all but held: what a generator
+  that never changed a face would read, the floor that placement leaves);
 - blur, as the classic reference.
 
 and measures each output with `vidanon bench` against the original (tracks
@@ -51,6 +53,8 @@ class Variant:
 def variants(checkpoint: str | None, device: str, seed: int) -> list[Variant]:
     gan = CoverConfig(mode="gan", checkpoint=checkpoint, device=device, seed=seed)
     unblended = replace(gan, temporal_blend=1.0)
+    half = replace(gan, temporal_blend=0.5)  # the default until the tenth session
+    held = replace(gan, temporal_blend=0.01)  # what a generator that never changed a face would read
     per_frame = CoverConfig(mode="gan", z_mode="per-frame", checkpoint=checkpoint, device=device, seed=seed)
     return [
         Variant("GAN, z per frame", PipelineConfig(cover=per_frame)),
@@ -63,11 +67,19 @@ def variants(checkpoint: str | None, device: str, seed: int) -> list[Variant]:
             PipelineConfig(cover=unblended, track=TrackConfig(motion=False)),
         ),
         Variant(
-            "GAN, z per track, One-Euro smoothing only (--no-motion) + temporal blend 0.5",
+            f"GAN, z per track, One-Euro smoothing only (--no-motion) + temporal blend {gan.temporal_blend:g}",
             PipelineConfig(cover=gan, track=TrackConfig(motion=False)),
         ),
         Variant("GAN, z per track, motion stabilization, --temporal-blend 1 (off)", PipelineConfig(cover=unblended)),
-        Variant("GAN, z per track, motion stabilization + temporal blend 0.5 (default)", PipelineConfig(cover=gan)),
+        Variant("GAN, z per track, motion stabilization, --temporal-blend 0.5", PipelineConfig(cover=half)),
+        Variant(
+            f"GAN, z per track, motion stabilization + temporal blend {gan.temporal_blend:g} (default)",
+            PipelineConfig(cover=gan),
+        ),
+        Variant(
+            "GAN, z per track, motion stabilization, --temporal-blend 0.01 (each face all but held: the floor)",
+            PipelineConfig(cover=held),
+        ),
         Variant("blur (reference)", PipelineConfig(cover=CoverConfig(mode="blur"))),
     ]
 

@@ -469,6 +469,36 @@ def test_identity_guard_redraws_a_face_like_the_original(tiny_ckpt, photo_faces,
     assert np.abs(outs[True][hard].astype(int) - 128).mean() < 6
 
 
+def test_a_redrawn_face_is_not_faded_in_from_the_alike_one(tiny_ckpt, photo_faces, monkeypatch):
+    """The temporal blend holds a track's face steady (weight 0.1), but when the identity guard
+    gives the track another z, the new face is shown at once: fading it in would keep showing
+    the face found too like the person for frames. The generator (the guard's neighbour)
+    paints 120 until the recheck, then copies the face for the tracks' current z and paints
+    140 for any other z (20 levels apart: below the blend's reset on a large change)."""
+    from vidanon.anonymize import gan as gan_mod
+
+    img, faces = photo_faces
+    copied: list[torch.Tensor] = []
+
+    def generator(crops, z):
+        out = np.full_like(crops.images, 140 if copied else 120)
+        for k in range(len(z)):
+            if any(torch.equal(z[k], c) for c in copied):
+                out[k] = crops.images[k]
+        return out
+
+    cov = _coverer(tiny_ckpt, seed=5, temporal_blend=0.1)
+    monkeypatch.setattr(cov, "generate", generator)
+    for k in range(gan_mod.GUARD_RECHECK):
+        cov.cover(img, faces, k)
+    before = dict(cov.redraws)
+    copied += [latent(5, t, cov.gcfg.z_dim, redraw=before[t]) for t in map(int, faces.track_id)]
+    out = cov.cover(img, faces, gan_mod.GUARD_RECHECK)
+    assert all(cov.redraws[t] > before[t] for t in map(int, faces.track_id))
+    hard = region_mask(img.shape[:2], faces, replace(CoverConfig(), mask_scale=1.0)) > 0
+    assert abs(float(out[hard].mean()) - 140) < 4  # not 122, the blend of 140 into the running 120
+
+
 def test_identity_guard_checks_tracks_again_and_redraws_mid_track(tiny_ckpt, photo_faces, monkeypatch):
     """A track's fake face can come to look like the person later (a turn, the frame edge
     cutting it): every track is checked again after GUARD_RECHECK frames and as soon as

@@ -51,3 +51,27 @@ def test_weight_one_is_off_and_bad_weight_rejected():
     assert blend(_batch(140), _mask(), np.array([1]), 1)[0, 3, 3, 0] == 140
     with pytest.raises(ValueError, match="weight"):
         TemporalBlend(weight=0.0)
+
+
+def test_the_weight_follows_the_pose():
+    """A low weight holds a still face steady; as the crop's landmarks move away from those the
+    running face was made for (a head turning), the new face is taken faster, whole at 3 px."""
+    from vidanon.anonymize.temporal import FOLLOW_FROM, FOLLOW_FULL
+
+    pts = np.tile(np.array([[20.0, 20.0]], np.float32), (1, 5, 1))
+    for moved, expected in ((0.3, 104), ((FOLLOW_FROM + FOLLOW_FULL) / 2, 122), (FOLLOW_FULL, 140), (6.0, 140)):
+        blend = TemporalBlend(weight=0.1, max_change=255)
+        blend(_batch(100), _mask(), np.array([2]), 0, pts)
+        out = blend(_batch(140), _mask(), np.array([2]), 1, pts + np.float32([moved, 0]))
+        assert abs(int(out[0, 3, 3, 0]) - expected) <= 1, (moved, out[0, 3, 3, 0])
+    # without landmarks: the plain weight
+    blend = TemporalBlend(weight=0.1, max_change=255)
+    blend(_batch(100), _mask(), np.array([2]), 0)
+    assert blend(_batch(140), _mask(), np.array([2]), 1)[0, 3, 3, 0] == 104
+
+
+def test_forget_shows_the_next_face_as_it_comes():
+    blend = TemporalBlend(weight=0.1, max_change=255)
+    blend(_batch(100), _mask(), np.array([5]), 0)
+    blend.forget(5)
+    assert blend(_batch(140), _mask(), np.array([5]), 1)[0, 3, 3, 0] == 140

@@ -163,9 +163,10 @@ def anonymize(
         help="per-track: one fake identity per track; per-frame: a new one each frame (DeepPrivacy's behaviour, for comparison).",
     ),
     temporal_blend: float = typer.Option(
-        0.5,
+        0.1,
         "--temporal-blend",
-        help="gan mode: weight of the new generated face against the track's previous one (1 = off; 0.5 cuts flicker).",
+        help="gan mode: weight of the new generated face against the track's running one while the head holds "
+        "its pose (1 = off; lower = steadier; the weight rises to 1 as the pose changes).",
     ),
     identity_guard: bool = typer.Option(
         True,

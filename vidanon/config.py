@@ -137,10 +137,12 @@ class CoverConfig:
         device: torch device for the generator.
         min_gan_size: faces smaller than this (box side, pixels) get the fallback.
         temporal_blend: gan mode, per-track z: weight of the new generated face
-            against the track's previous one (1 = no blending). Default 0.5: with
-            the donor generator's sharper faces it cut flicker on the sample from
-            1.53x to 1.41x of the original, identity and privacy unchanged
-            (benchmarks/RESULTS.md).
+            against the track's running one while the head holds its pose (1 = no
+            blending; the weight rises to 1 as the pose changes, `anonymize.temporal`).
+            Default 0.1: on the bundled samples it cut the low-pass flicker from
+            2.08x / 1.36x of the original (0.5, the earlier default) to 1.86x /
+            1.25x, where a track's face held perfectly still reads 1.73x / 1.23x;
+            identity, privacy and realism unchanged (benchmarks/RESULTS.md).
         precision: generator arithmetic on the CPU: "auto" (bfloat16 where the
             CPU computes it natively, AVX512-BF16 or AMX; float32 elsewhere),
             "fp32" or "bf16". CUDA always uses float16 autocast.
@@ -167,7 +169,7 @@ class CoverConfig:
     checkpoint: str | None = None
     device: str = "cpu"
     min_gan_size: int = 12
-    temporal_blend: float = 0.5
+    temporal_blend: float = 0.1
     precision: str = "auto"
     identity_guard: bool = True
     face_workers: int = 0

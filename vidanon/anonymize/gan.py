@@ -279,6 +279,7 @@ class GanCoverer:
         e_orig = dict(zip(todo, self.sface.embed(frame, faces[np.array(todo)])))
         gen = gen.copy()
         best = {i: (2.0, gen[i], self.redraws.get(int(faces.track_id[i]), 0)) for i in todo}
+        shown = {i: best[i][2] for i in todo}  # the z each track showed before this check
         active = list(todo)
         for attempt in range(GUARD_REDRAWS + 1):
             cand = frame.copy()
@@ -312,6 +313,9 @@ class GanCoverer:
         for i in todo:
             t = int(faces.track_id[i])
             _, gen[i], self.redraws[t] = best[i]
+            if self.redraws[t] != shown[i]:
+                # another fake person: shown at once, not faded in from the one too like the original
+                self.blend.forget(t)
             self.checked[t] = (frame_index, float(vis[i]))
         return gen
 
@@ -412,7 +416,7 @@ class GanCoverer:
             if self.sface is not None:
                 gen = self._guard(frame, gfaces, crops, gen, frame_index, p.big)
             t3 = time.perf_counter()
-            p.gen = self.blend(gen, crops.masks, gfaces.track_id, frame_index)
+            p.gen = self.blend(gen, crops.masks, gfaces.track_id, frame_index, crops.points)
             p.crops = crops
             secs["crops"] += t1 - t0
             secs["generate"] += t2 - t1
