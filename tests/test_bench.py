@@ -225,9 +225,17 @@ def test_temporal_results_section(reports):
     md = t.table([("clip.mp4", "blur (reference)", reports("black"), 12.0)])
     assert md.count("\n") == 3 and "| clip.mp4 | blur (reference) |" in md and f"| 0 / {CLIP_FRAMES} |" in md
     vs = t.variants(None, "cpu", 0)
-    assert [v.cfg.cover.mode for v in vs] == ["gan"] * 6 + ["blur"]
+    assert [v.cfg.cover.mode for v in vs] == ["gan"] * 9 + ["blur"]
     # the default of each mode (motion in gan mode, not in blur mode) and the One-Euro-only pair
-    assert [v.cfg.track.motion and v.cfg.track.smoothing for v in vs] == [True, False, False, False, True, True, False]
+    assert [v.cfg.track.motion and v.cfg.track.smoothing for v in vs] == [True, False, False, False] + [True] * 5 + [
+        False
+    ]
+    # the blend and regeneration rows, the default's among them
+    from vidanon.config import CoverConfig
+
+    cover = [(v.cfg.cover.temporal_blend, v.cfg.cover.regenerate_every) for v in vs[4:9]]
+    default = CoverConfig()
+    assert cover == [(1.0, 4), (0.5, 1), (0.1, 1), (default.temporal_blend, default.regenerate_every), (0.01, 4)]
 
 
 def test_detect_every_counts_covered_faces(people_clip, tmp_path):

@@ -469,6 +469,67 @@ def test_identity_guard_redraws_a_face_like_the_original(tiny_ckpt, photo_faces,
     assert np.abs(outs[True][hard].astype(int) - 128).mean() < 6
 
 
+def test_regenerate_every_shows_the_running_face_between(tiny_ckpt, photo_faces, monkeypatch):
+    """--regenerate-every 3: a still track's face is generated in one frame of three and its
+    running face pasted (where the track is now) in the frames between; a face whose pose
+    moves, or that the identity guard checks, is generated at once. The generator (the
+    neighbour) paints each call's faces one grey, so the paste shows which call made them."""
+    img, faces = photo_faces
+    calls: list[int] = []
+
+    def generator(crops, z):  # composited as the network's output is: known pixels from the crop
+        calls.append(len(z))
+        return np.where(crops.masks[..., None] > 0.5, np.uint8(60 + 20 * len(calls)), crops.images)
+
+    cov = _coverer(tiny_ckpt, seed=5, temporal_blend=0.5, regenerate_every=3, identity_guard=False)
+    monkeypatch.setattr(cov, "generate", generator)
+    n = len(faces)
+    hard = region_mask(img.shape[:2], faces, replace(CoverConfig(), mask_scale=1.0)) > 0
+    shown = []
+    for k in range(5):
+        shown.append(float(cov.cover(img, faces, k)[hard].mean()))
+    assert calls == [n, n]  # frames 0 and 3
+    assert abs(shown[1] - shown[0]) < 1 and abs(shown[2] - shown[0]) < 1  # held: the running face (80)
+    assert abs(shown[3] - 90) < 2  # frame 3: the new face (100) blended half into the running 80
+    # a face that turns (its landmarks move in the crop) is generated again at once
+    turned = FaceDetections(faces.xyxy, faces.score, faces.landmarks.copy(), faces.track_id, faces.state)
+    turned.landmarks[0, 2] += (turned.xyxy[0, 2:] - turned.xyxy[0, :2]) * 0.15  # the nose
+    calls.clear()
+    cov.cover(img, turned, 5)  # the others held (generated 2 frames ago)
+    assert calls == [1]
+    # per-frame z (DeepPrivacy's behaviour) and a blend of 1 always generate
+    for kw in ({"z_mode": "per-frame"}, {"temporal_blend": 1.0}):
+        c = _coverer(tiny_ckpt, seed=5, regenerate_every=3, identity_guard=False, **kw)
+        calls.clear()
+        monkeypatch.setattr(c, "generate", generator)
+        for k in range(3):
+            c.cover(img, faces, k)
+        assert calls == [n, n, n], kw
+    with pytest.raises(ValueError, match="regenerate_every"):
+        CoverConfig(regenerate_every=9)
+
+
+def test_regenerate_every_generates_where_the_guard_checks(tiny_ckpt, photo_faces, monkeypatch):
+    """A held face is not what the guard judges: a track whose check is due is generated."""
+    from vidanon.anonymize import gan as gan_mod
+
+    img, faces = photo_faces
+    calls: list[int] = []
+
+    def generator(crops, z):
+        calls.append(len(z))
+        return np.where(crops.masks[..., None] > 0.5, np.uint8(128), crops.images)
+
+    cov = _coverer(tiny_ckpt, seed=5, regenerate_every=8)
+    monkeypatch.setattr(cov, "generate", generator)
+    for k in range(gan_mod.GUARD_RECHECK + 1):
+        calls.clear()
+        cov.cover(img, faces, k)
+        if k % 8 and k != gan_mod.GUARD_RECHECK:
+            assert calls == [], k
+    assert sum(calls) >= len(faces)  # frame GUARD_RECHECK (30, not a multiple of 8): checked on new faces
+
+
 def test_a_redrawn_face_is_not_faded_in_from_the_alike_one(tiny_ckpt, photo_faces, monkeypatch):
     """The temporal blend holds a track's face steady (weight 0.1), but when the identity guard
     gives the track another z, the new face is shown at once: fading it in would keep showing

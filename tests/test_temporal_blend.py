@@ -75,3 +75,16 @@ def test_forget_shows_the_next_face_as_it_comes():
     blend(_batch(100), _mask(), np.array([5]), 0)
     blend.forget(5)
     assert blend(_batch(140), _mask(), np.array([5]), 1)[0, 3, 3, 0] == 140
+
+
+def test_running_face_only_while_the_pose_holds():
+    pts = np.tile(np.array([[20.0, 20.0]], np.float32), (1, 5, 1))
+    blend = TemporalBlend(weight=0.5, max_change=255)
+    blend(_batch(100), _mask(), np.array([4]), 0, pts)
+    crop, m = _batch(110)[0], _mask()[0]
+    assert blend.running(4, 1, pts[0], crop, m)[3, 3, 0] == 100
+    assert blend.running(4, 1, pts[0] + 2.0, crop, m) is None  # the pose moved
+    assert blend.running(4, 1, pts[0], _batch(160)[0], m) is None  # the surroundings changed (a cut)
+    assert blend.running(4, 2, pts[0], crop, m) is None  # not from the frame before
+    assert blend.running(7, 1, pts[0], crop, m) is None  # another track
+    assert TemporalBlend(weight=1.0).running(4, 1, pts[0], crop, m) is None

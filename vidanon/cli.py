@@ -168,6 +168,12 @@ def anonymize(
         help="gan mode: weight of the new generated face against the track's running one while the head holds "
         "its pose (1 = off; lower = steadier; the weight rises to 1 as the pose changes).",
     ),
+    regenerate_every: int = typer.Option(
+        4,
+        "--regenerate-every",
+        help="gan mode: generate a track's face anew every Nth frame only (and whenever its pose or "
+        "surroundings change, or the identity guard checks it), its running face pasted between (1-8).",
+    ),
     identity_guard: bool = typer.Option(
         True,
         "--identity-guard/--no-identity-guard",
@@ -252,6 +258,7 @@ def anonymize(
                     fallback=fallback.value,
                     seed=seed,
                     temporal_blend=temporal_blend,
+                    regenerate_every=regenerate_every,
                     z_mode=z_mode.value,
                     identity_guard=identity_guard,
                     checkpoint=str(checkpoint) if checkpoint else None,

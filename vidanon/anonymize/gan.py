@@ -165,6 +165,7 @@ class GanCoverer:
         self.redraws: dict[int, int] = {}
         self.tried: dict[int, int] = {}  # per track, the highest redraw count tried
         self.checked: dict[int, tuple[int, float]] = {}  # track -> (frame of its last check, cover share in view)
+        self.generated: dict[int, int] = {}  # track -> frame its face was last generated (regenerate_every)
         # seconds spent in each part of `cover` (crops and donors, the network, the identity
         # guard, the temporal blend, the paste-back and the leftover filter), summed over frames;
         # `benchmarks/speed.py` prints them per frame, so a slow cover stage says which part it is
@@ -267,13 +268,7 @@ class GanCoverer:
         the faces of different seeds more alike: diversity 92-93% against the 95% goal.)"""
         h, w = frame.shape[:2]
         vis = _visible(faces.xyxy.astype(np.float64), self.cfg.mask_scale, w, h)
-        todo = []
-        for i, t in enumerate(int(t) for t in faces.track_id):
-            if t < 0:
-                continue
-            last = self.checked.get(t)
-            if last is None or frame_index - last[0] >= GUARD_RECHECK or last[1] - vis[i] >= GUARD_RECHECK_EXIT:
-                todo.append(i)
+        todo = [i for i in range(len(faces)) if self._check_due(int(faces.track_id[i]), frame_index, vis[i])]
         if not todo:
             return gen
         e_orig = dict(zip(todo, self.sface.embed(frame, faces[np.array(todo)])))
@@ -318,6 +313,34 @@ class GanCoverer:
                 self.blend.forget(t)
             self.checked[t] = (frame_index, float(vis[i]))
         return gen
+
+    def _check_due(self, track_id: int, frame_index: int, visible: float) -> bool:
+        """Whether the identity guard checks this track's face in this frame (`_guard`)."""
+        if track_id < 0:
+            return False
+        last = self.checked.get(track_id)
+        return last is None or frame_index - last[0] >= GUARD_RECHECK or last[1] - visible >= GUARD_RECHECK_EXIT
+
+    def _held(
+        self, faces: FaceDetections, crops: align.Crops, frame_index: int, w: int, h: int
+    ) -> dict[int, np.ndarray]:
+        """Faces (by position) that show their running face this frame instead of a new one
+        (`CoverConfig.regenerate_every`): generated fewer than N frames ago, pose steady, no
+        guard check due."""
+        every = self.cfg.regenerate_every
+        if every <= 1 or self.cfg.z_mode != "per-track":
+            return {}
+        vis = _visible(faces.xyxy.astype(np.float64), self.cfg.mask_scale, w, h) if self.sface is not None else None
+        held = {}
+        for i, t in enumerate(int(t) for t in faces.track_id):
+            if t < 0 or frame_index - self.generated.get(t, -every) >= every:
+                continue
+            if vis is not None and self._check_due(t, frame_index, vis[i]):
+                continue
+            face = self.blend.running(t, frame_index, crops.points[i], crops.images[i], crops.masks[i])
+            if face is not None:
+                held[i] = face
+        return held
 
     def _own_alignment(self, cand: np.ndarray, faces: FaceDetections, active: list[int]) -> dict[int, np.ndarray]:
         """SFace embeddings of the generated faces as YuNet finds them in `cand` (aligned at their
@@ -410,8 +433,20 @@ class GanCoverer:
             z = latents_for_faces(
                 self.cfg.seed, gfaces.track_id, self.gcfg.z_dim, frame_index, per_frame, p.big, self.redraws
             )
+            held = self._held(gfaces, crops, frame_index, w, h)
             t1 = time.perf_counter()
-            gen = self.generate(crops, z)
+            if held:
+                new = np.array([i for i in range(len(gfaces)) if i not in held], np.int64)
+                gen = np.empty((len(gfaces), *crops.images.shape[1:]), np.uint8)
+                for i, face in held.items():
+                    gen[i] = face
+                if len(new):
+                    gen[new] = self.generate(crops.take(new), z[new])
+            else:
+                new = np.arange(len(gfaces))
+                gen = self.generate(crops, z)
+            for t in gfaces.track_id[new]:
+                self.generated[int(t)] = frame_index
             t2 = time.perf_counter()
             if self.sface is not None:
                 gen = self._guard(frame, gfaces, crops, gen, frame_index, p.big)

@@ -26,6 +26,9 @@ import numpy as np
 # by 30 degrees moves the nose by about 3 pixels against the eyes in a 64-pixel crop.
 FOLLOW_FROM = 0.75
 FOLLOW_FULL = 3.0
+# Mean change (0-255) of a crop's surroundings (outside the mask) from the running face's
+# above which a held face is not shown (`TemporalBlend.running`).
+MAX_CONTEXT_CHANGE = 20.0
 
 
 class TemporalBlend:
@@ -45,6 +48,25 @@ class TemporalBlend:
         self.weight = weight
         self.max_change = max_change
         self._state: dict[int, tuple[int, np.ndarray, np.ndarray | None]] = {}
+
+    def running(
+        self, track_id: int, frame_index: int, points: np.ndarray, image: np.ndarray, mask: np.ndarray
+    ) -> np.ndarray | None:
+        """The track's running face (r, r, 3) uint8, to show in frame `frame_index` instead of a
+        new one: None unless blending is on, the track has one from the frame before, the crop's
+        landmarks `points` (5, 2) stay within FOLLOW_FROM pixels of its own (the pose holds), and
+        the crop `image` (r, r, 3) uint8 outside its `mask` (r, r) differs from the running face's
+        surroundings by at most MAX_CONTEXT_CHANGE levels on average (no cut, no flash: a track
+        the tracker carried into another shot would otherwise bring the last shot's face)."""
+        prev = self._state.get(int(track_id))
+        if self.weight >= 1.0 or track_id < 0 or prev is None or prev[0] != frame_index - 1 or prev[2] is None:
+            return None
+        if float(np.linalg.norm(points - prev[2], axis=-1).max()) > FOLLOW_FROM:
+            return None
+        around = mask < 0.5
+        if around.any() and float(np.abs(image.astype(np.float32) - prev[1])[around].mean()) > MAX_CONTEXT_CHANGE:
+            return None
+        return np.clip(prev[1] + 0.5, 0, 255).astype(np.uint8)
 
     def forget(self, track_id: int) -> None:
         """Drops a track's running face: its next face is shown as it comes (another z)."""
