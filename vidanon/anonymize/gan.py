@@ -57,7 +57,6 @@ GUARD_REDRAWS = 4  # replacement z the identity guard tries per check
 GUARD_RECHECK = 30  # frames after which a track's face is checked again
 OWN_ALIGN_SAME = 0.03  # landmarks this close (share of the face's height) align the same crop for SFace
 GUARD_RECHECK_EXIT = 0.1  # a track is also checked again once this much more of its cover left the frame
-GUARD_EDGE_EVERY = 1  # while part of a track's cover lies outside the frame, it is checked every this many frames
 
 
 EYE_MARGIN = 0.1  # share of a face's height by which both eyes must lie inside the frame for a generated face
@@ -310,8 +309,7 @@ class GanCoverer:
             t = int(faces.track_id[i])
             _, gen[i], self.redraws[t] = best[i]
             if self.redraws[t] != shown[i]:
-                # another fake person, shown at once (not blended into the one too like the
-                # original): its running face starts again from the next frame's
+                # another fake person: shown at once, not faded in from the one too like the original
                 self.blend.forget(t)
             self.checked[t] = (frame_index, float(vis[i]))
         return gen
@@ -321,10 +319,7 @@ class GanCoverer:
         if track_id < 0:
             return False
         last = self.checked.get(track_id)
-        if last is None or frame_index - last[0] >= GUARD_RECHECK or last[1] - visible >= GUARD_RECHECK_EXIT:
-            return True
-        # a face the frame edge cuts shows SFace less of the generated face each frame: checked often
-        return visible < 1.0 and frame_index - last[0] >= GUARD_EDGE_EVERY
+        return last is None or frame_index - last[0] >= GUARD_RECHECK or last[1] - visible >= GUARD_RECHECK_EXIT
 
     def _held(
         self, faces: FaceDetections, crops: align.Crops, frame_index: int, w: int, h: int
@@ -453,17 +448,15 @@ class GanCoverer:
             for t in gfaces.track_id[new]:
                 self.generated[int(t)] = frame_index
             t2 = time.perf_counter()
-            # the guard judges the faces as they will be shown: blended (mostly the running face)
-            gen = self.blend(gen, crops.masks, gfaces.track_id, frame_index, crops.points)
-            t3 = time.perf_counter()
             if self.sface is not None:
                 gen = self._guard(frame, gfaces, crops, gen, frame_index, p.big)
-            p.gen = gen
+            t3 = time.perf_counter()
+            p.gen = self.blend(gen, crops.masks, gfaces.track_id, frame_index, crops.points)
             p.crops = crops
             secs["crops"] += t1 - t0
             secs["generate"] += t2 - t1
-            secs["blend"] += t3 - t2
-            secs["guard"] += time.perf_counter() - t3
+            secs["guard"] += t3 - t2
+            secs["blend"] += time.perf_counter() - t3
         return p
 
     def finish(self, p: Prepared) -> np.ndarray:
