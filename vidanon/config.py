@@ -150,10 +150,12 @@ class CoverConfig:
             track's face is generated anew every Nth frame only, and whenever its
             pose moves, the identity guard checks it or it has no running face; in
             the frames between, its running (blended) face is pasted where the
-            track is now. 1 generates every face in every frame. Default 4: at
-            720p on 2 cores gan mode ran 19.9 -> 22.4 frames/s (generator 24 -> 10 ms
-            a frame) with the low-pass flicker of the samples at 1.80x / 1.24x
-            against 1.86x / 1.25x, no leak.
+            track is now. 1 (the default) generates every face in every frame. 4:
+            at 720p on 2 cores gan mode ran 19.9 -> 22.4 frames/s (generator 24 ->
+            10 ms a frame), the samples' low-pass flicker 1.80x / 1.24x against
+            1.86x / 1.25x; but benchmarks/leaks.py found one leak frame at seed 4
+            (a face cut by the frame edge, held between the guard's checks), so it
+            stays opt-in until the guard judges held faces cheaply.
         precision: generator arithmetic on the CPU: "auto" (bfloat16 where the
             CPU computes it natively, AVX512-BF16 or AMX; float32 elsewhere),
             "fp32" or "bf16". CUDA always uses float16 autocast.
@@ -181,7 +183,7 @@ class CoverConfig:
     device: str = "cpu"
     min_gan_size: int = 12
     temporal_blend: float = 0.1
-    regenerate_every: int = 4
+    regenerate_every: int = 1
     precision: str = "auto"
     identity_guard: bool = True
     face_workers: int = 0
