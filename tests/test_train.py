@@ -350,10 +350,10 @@ def test_train_command(tmp_path):
 
 @needs_teacher
 def test_concurrent_producers_and_batch_reuse(tmp_path):
-    from vidanon.train.data import BatchMaker, TeacherFaces
+    from vidanon.train.data import BatchMaker, BatchSpec, TeacherFaces
 
     src = TeacherFaces(seed=4)
-    maker = BatchMaker(src, 64, 1.75, np.random.default_rng(0), 6, workers=2, producers=3)
+    maker = BatchMaker(src, BatchSpec(6, 64, 1.75), np.random.default_rng(0), workers=2, producers=3)
     try:
         batches = [maker.next() for _ in range(4)]
     finally:

@@ -431,6 +431,17 @@ class BatchSpec:
         )
 
 
+def put_until_stopped(q, item, stop) -> None:
+    """Puts `item` on the bounded queue `q` (a thread's or a process's) as soon as there is
+    room, unless the event `stop` is set first."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.2)
+            return
+        except queue.Full:
+            continue
+
+
 class BatchMaker:
     """Batches from a face source, inline or prepared ahead by worker threads.
 
@@ -446,37 +457,26 @@ class BatchMaker:
 
     Args:
         source: TeacherFaces or FolderFaces.
-        resolution, crop_factor: the generator's framing.
+        spec: the batches' size, framing and `make_batch` settings.
         rng: augmentation randomness.
-        batch_size: faces per batch.
         workers: threads for detection and crops (0: all inline).
         prefetch: batches prepared ahead when workers > 0.
         producers: threads that each make whole batches when workers > 0.
-        swap_prob: share of face-swapped crops (`make_batch`).
-        swap_scale: size of the swapped region (`make_batch`).
-        donor_warp: warp swapped-in faces onto the crops' landmarks (`make_batch`).
-        fill_padding: fill the crops' padding smoothly (`make_batch`).
     """
 
     def __init__(
         self,
         source: TeacherFaces | FolderFaces,
-        resolution: int,
-        crop_factor: float,
+        spec: BatchSpec,
         rng: np.random.Generator,
-        batch_size: int,
         workers: int = 0,
         prefetch: int = 3,
         producers: int = 1,
-        swap_prob: float = 0.0,
-        swap_scale: float = SWAP_SCALE,
-        donor_warp: bool = False,
-        fill_padding: bool = False,
     ) -> None:
         if producers < 1:
             raise ValueError(f"producers must be >= 1, got {producers}")
         self.source = source
-        self.spec = BatchSpec(batch_size, resolution, crop_factor, swap_prob, swap_scale, donor_warp, fill_padding)
+        self.spec = spec
         self.rng = rng
         self.workers = workers
         self.pool = ThreadPoolExecutor(workers) if workers > 0 else None
@@ -504,13 +504,7 @@ class BatchMaker:
     def _produce(self) -> None:
         try:
             while not self._stop.is_set():
-                item = self._make()
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
+                put_until_stopped(self._queue, self._make(), self._stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             self._queue.put(exc)
 

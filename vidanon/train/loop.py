@@ -263,37 +263,26 @@ class Trainer:
 
     def _batch_source(self) -> BatchMaker | ProcessBatches:
         cfg = self.cfg
-        if cfg.data_processes:
-            spec = BatchSpec(
-                cfg.batch_size,
-                self.gcfg.resolution,
-                self.gcfg.crop_factor,
-                swap_prob=cfg.swap_prob,
-                swap_scale=cfg.swap_scale,
-                donor_warp=self.gcfg.donor_warp,
-                fill_padding=self.gcfg.fill_padding,
-                folder_index=tuple(self.source.index) if isinstance(self.source, FolderFaces) else None,
-            )
-            try:
-                made = ProcessBatches(spec, cfg.data_processes, cfg.seed, self.step)
-                log.info("data: %d worker processes, their faces seeded by step %d", cfg.data_processes, self.step)
-                return made
-            except SharedMemoryError as exc:
-                log.warning("%s: making batches on %d threads instead", exc, max(1, cfg.data_workers))
-                cfg = replace(cfg, data_workers=max(1, cfg.data_workers))
-        return BatchMaker(
-            self.source,
+        spec = BatchSpec(
+            cfg.batch_size,
             self.gcfg.resolution,
             self.gcfg.crop_factor,
-            self.rng,
-            cfg.batch_size,
-            cfg.data_workers,
-            producers=cfg.data_producers,
             swap_prob=cfg.swap_prob,
             swap_scale=cfg.swap_scale,
             donor_warp=self.gcfg.donor_warp,
             fill_padding=self.gcfg.fill_padding,
         )
+        workers = cfg.data_workers
+        if cfg.data_processes:
+            folder = tuple(self.source.index) if isinstance(self.source, FolderFaces) else None
+            try:
+                made = ProcessBatches(replace(spec, folder_index=folder), cfg.data_processes, cfg.seed, self.step)
+                log.info("data: %d worker processes, their faces seeded by step %d", cfg.data_processes, self.step)
+                return made
+            except SharedMemoryError as exc:
+                workers = max(1, workers)
+                log.warning("%s: making batches on %d threads instead", exc, workers)
+        return BatchMaker(self.source, spec, self.rng, workers, producers=cfg.data_producers)
 
     def _restore(self, blob: dict) -> None:
         path = self.cfg.resume

@@ -21,7 +21,7 @@ import traceback
 
 import numpy as np
 
-from vidanon.train.data import Batch, BatchSpec, FolderFaces, TeacherFaces
+from vidanon.train.data import Batch, BatchSpec, FolderFaces, TeacherFaces, put_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +68,7 @@ def _work(spec: BatchSpec, seed: int, out, stop) -> None:
             source = FolderFaces.from_index(list(spec.folder_index), seed)
         rng = np.random.default_rng(seed)
         while not stop.is_set():
-            batch = spec.make(source.sample(spec.batch_size), rng)
-            while not stop.is_set():
-                try:
-                    out.put(batch, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
+            put_until_stopped(out, spec.make(source.sample(spec.batch_size), rng), stop)
     except KeyboardInterrupt:
         pass
     except BaseException:  # noqa: BLE001 - handed to the trainer, which raises it
