@@ -144,7 +144,7 @@ class CoverConfig:
             blending; the weight rises to 1 as the pose changes, `anonymize.temporal`).
             Default 0.1: on the bundled samples it cut the low-pass flicker from
             2.08x / 1.36x of the original (0.5, the earlier default) to 1.86x /
-            1.25x, where a track's face held perfectly still reads 1.73x / 1.23x;
+            1.25x, where a track's face held perfectly still reads 1.75x / 1.22x;
             identity, privacy and realism unchanged (benchmarks/RESULTS.md).
         regenerate_every: gan mode, per-track z, with the temporal blend on: a
             track's face is generated anew every Nth frame only, and whenever its

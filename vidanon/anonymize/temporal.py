@@ -31,6 +31,11 @@ FOLLOW_FULL = 3.0
 MAX_CONTEXT_CHANGE = 20.0
 
 
+def _moved(points: np.ndarray, running: np.ndarray) -> float:
+    """How far the pose moved: the largest distance of the 5 landmarks (crop pixels)."""
+    return float(np.linalg.norm(points - running, axis=-1).max())
+
+
 class TemporalBlend:
     """Per-track EMA of the generator's output.
 
@@ -56,12 +61,12 @@ class TemporalBlend:
         new one: None unless blending is on, the track has one from the frame before, the crop's
         landmarks `points` (5, 2) stay within FOLLOW_FROM pixels of its own (the pose holds), and
         the crop `image` (r, r, 3) uint8 outside its `mask` (r, r) differs from the running face's
-        surroundings by at most MAX_CONTEXT_CHANGE levels on average (no cut, no flash: a track
-        the tracker carried into another shot would otherwise bring the last shot's face)."""
+        surroundings by at most MAX_CONTEXT_CHANGE levels on average (a face held through an
+        occluder would otherwise come back with the occluder around it, as on people.mp4)."""
         prev = self._state.get(int(track_id))
         if self.weight >= 1.0 or track_id < 0 or prev is None or prev[0] != frame_index - 1 or prev[2] is None:
             return None
-        if float(np.linalg.norm(points - prev[2], axis=-1).max()) > FOLLOW_FROM:
+        if _moved(points, prev[2]) > FOLLOW_FROM:
             return None
         around = mask < 0.5
         if around.any() and float(np.abs(image.astype(np.float32) - prev[1])[around].mean()) > MAX_CONTEXT_CHANGE:
@@ -76,8 +81,7 @@ class TemporalBlend:
         """The new face's weight: `weight`, rising to 1 as the pose moves away from the running face's."""
         if points is None or running is None:
             return self.weight
-        moved = float(np.linalg.norm(points - running, axis=-1).max())
-        follow = min(1.0, max(0.0, (moved - FOLLOW_FROM) / (FOLLOW_FULL - FOLLOW_FROM)))
+        follow = min(1.0, max(0.0, (_moved(points, running) - FOLLOW_FROM) / (FOLLOW_FULL - FOLLOW_FROM)))
         return self.weight + (1.0 - self.weight) * follow
 
     def __call__(
