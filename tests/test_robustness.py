@@ -329,6 +329,32 @@ def test_containers_whose_video_codec_cannot_be_written_are_refused_up_front(tmp
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+_EARLY_EXIT = """
+import sys
+from vidanon.io.decode import Demuxer
+from vidanon.pipeline import _FFmpegErrors
+
+def run():
+    with _FFmpegErrors(), Demuxer(sys.argv[1]):
+        raise ValueError  # the writer refusing the output, say
+
+for _ in range(60):
+    try:
+        run()
+    except ValueError:
+        pass  # the decoder is freed here
+print("done")
+"""
+
+
+def test_an_error_right_after_opening_the_input_does_not_hang(small_clip):
+    """CI saw the .mxf refusal above print its error and then hang: the decoder, freed with
+    its frame threads mid-frame, waited for a thread that was waiting for the GIL to log.
+    Here that happened within 20 tries, every time; the Demuxer now parks the threads first."""
+    r = subprocess.run([sys.executable, "-c", _EARLY_EXIT, str(small_clip)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "done", r.stderr
+
+
 # ------------------------------------------------------------------ disk full, signals
 def test_disk_full(tmp_path, small_clip):
     mnt = tmp_path / "tiny"

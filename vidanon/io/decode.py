@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -118,6 +119,7 @@ class Demuxer:
             raise InputError(f"{self.path}: no video stream (found {', '.join(kinds)})")
         self.video = self.container.streams.video[0]
         self.video.thread_type = "AUTO"
+        self._decoding = threading.Lock()  # the decode thread's, taken by close() to park the decoder
         self.stats = DecodeStats()
         self._first: list[av.VideoFrame] = []
         self._pending: list[PacketItem] = []
@@ -179,7 +181,8 @@ class Demuxer:
 
     def _decode(self, packet: av.Packet | None) -> list[av.VideoFrame]:
         try:
-            return list(self.video.codec_context.decode(packet))
+            with self._decoding:
+                return list(self.video.codec_context.decode(packet))
         except av.error.EOFError:
             return []
         except (av.error.FFmpegError, ValueError):
@@ -220,6 +223,12 @@ class Demuxer:
         yield from emit(self._flush())
 
     def close(self) -> None:
+        # a decode still running in another thread (an early exit) is given time to end first
+        if self._decoding.acquire(timeout=10.0):
+            try:
+                park_decoder(self.video)
+            finally:
+                self._decoding.release()
         self.container.close()
 
     def __enter__(self) -> Demuxer:
@@ -227,6 +236,20 @@ class Demuxer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def park_decoder(stream: av.stream.Stream) -> None:
+    """Lets `stream`'s decoder threads finish their frames, with the GIL released.
+
+    Freeing a decoder waits for its frame threads while holding the GIL, and a thread that
+    logs through PyAV's log callback needs the GIL: a decoder freed mid-stream (an error,
+    an interrupt, a reader that stops early) hung the process forever, every time under
+    `av.logging.set_level(ERROR)`. Call before closing a container that was decoding.
+    """
+    try:
+        stream.codec_context.flush_buffers()
+    except (av.error.FFmpegError, ValueError, AttributeError):
+        pass
 
 
 def _short(exc: BaseException) -> str:

@@ -34,6 +34,7 @@ import numpy as np
 from vidanon.config import DetectConfig
 from vidanon.detect import make_detector
 from vidanon.errors import CodecError, InputError
+from vidanon.io.decode import park_decoder
 from vidanon.metrics.flicker import FlickerMeter, FlickerSample
 from vidanon.metrics.plot import write_plot
 from vidanon.metrics.sface import SAME_IDENTITY_THRESHOLD, SFace, cosine
@@ -520,6 +521,7 @@ class _Video:
         return self
 
     def __exit__(self, *exc) -> None:
+        park_decoder(self._stream)
         self._container.close()
 
 
