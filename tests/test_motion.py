@@ -143,7 +143,7 @@ def test_motion_makes_the_landmarks_move_with_the_image(handheld):
 
 def test_motion_never_lets_the_box_fall_behind_the_detection(handheld):
     """Fail closed: in every frame, also through the fast swing, each detected face's box
-    lies inside its output box grown by the 6% snap slack (the swing snaps to the detector),
+    lies inside its output box grown by the 6% snap slack (a box that runs out grows to hold it),
     and no landmark strays further than LANDMARK_SNAP of the face's size from its detection."""
     _, _, runs = handheld
     _, raws, outs = runs["motion"]
@@ -161,6 +161,35 @@ def test_motion_never_lets_the_box_fall_behind_the_detection(handheld):
     for t in (21, 22):
         shift = outs[t].xyxy[: len(raws[t]), 0] - outs[t - 1].xyxy[: len(raws[t]), 0]
         assert np.median(shift) > 10
+
+
+def test_a_detected_box_that_jumps_alone_grows_the_box_and_keeps_the_landmarks(handheld, detector):
+    """When only the detector's box jumps (here: a fifth wider and taller) while its landmarks
+    agree with the image motion, the output box grows to hold it (fail closed) and the
+    landmarks, where the generated face goes, do not move with it (they used to snap to the
+    detection's, moving the face: placement.py's largest steps)."""
+    frames, _, _ = handheld
+
+    def run(jump_at: int) -> tuple[FaceDetections, FaceDetections]:
+        tr = FaceTracker(TrackConfig())
+        for k in range(6):
+            dets = detector.detect(frames[k])
+            if k == jump_at:
+                b = dets.xyxy.astype(np.float64)
+                b[:, 2:] += 0.2 * (b[:, 2:] - b[:, :2])
+                dets = FaceDetections(b.astype(np.float32), dets.score, dets.landmarks, dets.track_id, dets.state)
+            out = tr.update(dets, k, frame=frames[k])
+        return dets, out
+
+    _, steady = run(-1)
+    dets, out = run(5)
+    n = len(dets)
+    assert n >= 2
+    for i in range(n):
+        o, r = out.xyxy[i].astype(np.float64), dets.xyxy[i].astype(np.float64)
+        assert np.all(o[:2] <= r[:2] + 1e-3) and np.all(o[2:] >= r[2:] - 1e-3)
+    assert np.abs(out.landmarks[:n] - steady.landmarks[:n]).max() < 1e-3
+    assert np.abs(steady.landmarks[:n] - dets.landmarks).max() > 0.1  # a snap would have shown
 
 
 def test_no_motion_step_across_a_cut_or_without_frames(handheld, detector):

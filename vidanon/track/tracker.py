@@ -14,9 +14,11 @@ previous frame's box and landmarks moved by the similarity its pixels moved
 by) and pulled towards the detection by `motion_gain` of the gap: the detector
 is the slow correction, the image the fast one. Otherwise (no frame, a face
 whose motion cannot be followed, the first frame after a gap) a One-Euro
-filter smooths the detections. Either way, when the detection runs away from
-the result (fast motion, a turn), it snaps to the detection so the covered
-region never lags behind the face.
+filter smooths the detections. Either way, when the detected landmarks run away
+from the result (fast motion, a turn), it snaps to the detection; when only the
+detected box runs out of the result's, the One-Euro result snaps and the
+motion-carried one grows its box to hold the detection, keeping its landmarks:
+the covered region never lags behind the face.
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ class FaceTracker:
             if self.cfg.smoothing:
                 vec = np.concatenate([raw_box, dets.landmarks[i].reshape(-1)])
                 size = float(max(raw_box[2] - raw_box[0], raw_box[3] - raw_box[1], 1.0))
-                sm = None
+                sm, carried = None, False
                 since = grays.get(st.last_index) if 0 < frame_index - st.last_index <= MOTION_MAX_GAP else None
                 if gray is not None and since is not None:
                     m = face_motion(since, gray, st.last_box)
@@ -156,12 +158,23 @@ class FaceTracker:
                         pred = np.concatenate([box_m, lm_m.reshape(-1)])
                         sm = st.filter.reset(pred + self.cfg.motion_gain * (vec - pred))
                         self.motion_steps += 1
+                        carried = True
                 if sm is None:
                     sm = st.filter(vec, scale=size)
-                if not _contains(sm[:4], raw_box, 0.06):
-                    sm = st.filter.reset(vec)  # lagging behind: snap, never expose the face edge
-                elif np.abs(sm[4:] - vec[4:]).max() > LANDMARK_SNAP * size:
-                    sm = st.filter.reset(vec)  # the face turned or changed under a steady box: follow it
+                if np.abs(sm[4:] - vec[4:]).max() > LANDMARK_SNAP * size:
+                    sm = st.filter.reset(vec)  # the face turned or changed: follow the detection
+                elif not _contains(sm[:4], raw_box, 0.06):
+                    if not carried:
+                        sm = st.filter.reset(vec)  # the filter lags behind: snap, never expose the face edge
+                    else:
+                        # the detected box runs out of the motion-carried one (the detector's box
+                        # alone grew or jumped): the box grows to hold it, so the covered region
+                        # never lags behind the face, and the landmarks, which agree with the
+                        # detection, stay where the image motion put them. Snapping them to the
+                        # detection too moved the face by 4.7 px a time on the hand-held clip
+                        # (benchmarks/placement.py: error change p95 1.05 -> 0.63 px).
+                        grown = np.concatenate([np.minimum(sm[:2], raw_box[:2]), np.maximum(sm[2:4], raw_box[2:])])
+                        sm = st.filter.reset(np.concatenate([grown, sm[4:]]))
                 xyxy[i] = sm[:4]
                 lms[i] = sm[4:].reshape(5, 2)
             st.last_box = xyxy[i].astype(np.float64)
