@@ -7,8 +7,8 @@ Runs every bundled sample (samples/*.mp4) through several configurations, in one
 - GAN, z fixed per track, One-Euro smoothing of the detections only (`--no-motion`);
 - GAN, z fixed per track, motion stabilization (the default: each face carried by
   its own image motion, the detector correcting slowly), with the temporal blend off,
-  at 0.5, at the default (each face generated in every frame, the default, and in
-  every 4th) and at 0.01 (each track's face all but held: what a generator that never
+  at 0.5, at the default (a still face generated in every frame, and in every 4th:
+  the default) and at 0.01 (each track's face all but held: what a generator that never
   changed a face would read, the floor that placement leaves);
 - blur, as the classic reference.
 
@@ -55,7 +55,7 @@ def variants(checkpoint: str | None, device: str, seed: int) -> list[Variant]:
     gan = CoverConfig(mode="gan", checkpoint=checkpoint, device=device, seed=seed)
     unblended = replace(gan, temporal_blend=1.0)
     half = replace(gan, temporal_blend=0.5, regenerate_every=1)  # the default until the tenth session
-    every_4th = replace(gan, regenerate_every=4)  # a still face generated in every 4th frame
+    every_frame = replace(gan, regenerate_every=1)  # each face generated in every frame (the default until session 11)
     held = replace(gan, temporal_blend=0.01)  # what a generator that never changed a face would read
     per_frame = CoverConfig(mode="gan", z_mode="per-frame", checkpoint=checkpoint, device=device, seed=seed)
     return [
@@ -75,8 +75,8 @@ def variants(checkpoint: str | None, device: str, seed: int) -> list[Variant]:
         Variant("GAN, z per track, motion stabilization, --temporal-blend 1 (off)", PipelineConfig(cover=unblended)),
         Variant("GAN, z per track, motion stabilization, --temporal-blend 0.5", PipelineConfig(cover=half)),
         Variant(
-            f"GAN, z per track, motion stabilization + temporal blend {gan.temporal_blend:g}, --regenerate-every 4",
-            PipelineConfig(cover=every_4th),
+            f"GAN, z per track, motion stabilization + temporal blend {gan.temporal_blend:g}, --regenerate-every 1",
+            PipelineConfig(cover=every_frame),
         ),
         Variant(
             f"GAN, z per track, motion stabilization + temporal blend {gan.temporal_blend:g}, "

@@ -235,7 +235,7 @@ def test_temporal_results_section(reports):
 
     cover = [(v.cfg.cover.temporal_blend, v.cfg.cover.regenerate_every) for v in vs[4:9]]
     default = CoverConfig()
-    assert cover == [(1.0, 1), (0.5, 1), (0.1, 4), (default.temporal_blend, default.regenerate_every), (0.01, 1)]
+    assert cover == [(1.0, 4), (0.5, 1), (0.1, 1), (default.temporal_blend, default.regenerate_every), (0.01, 4)]
 
 
 def test_detect_every_counts_covered_faces(people_clip, tmp_path):

@@ -509,6 +509,38 @@ def test_regenerate_every_shows_the_running_face_between(tiny_ckpt, photo_faces,
         CoverConfig(regenerate_every=9)
 
 
+def test_regenerate_every_never_holds_a_face_the_frame_edge_cuts(tiny_ckpt, photo_faces, monkeypatch):
+    """With --regenerate-every, a still face whose cover the frame edge cuts is generated in
+    every frame (held, such a face leaked on people.mp4): the photo, shifted so that its
+    leftmost face starts 1 px inside the frame, keeps that face generated while the others
+    are held."""
+    from vidanon.anonymize import gan as gan_mod
+
+    img, faces = photo_faces
+    dx = 1.0 - float(faces.xyxy[:, 0].min())
+    shifted = cv2.warpAffine(
+        img, np.float32([[1, 0, dx], [0, 1, 0]]), img.shape[1::-1], borderMode=cv2.BORDER_REPLICATE
+    )
+    moved = faces.xyxy.copy()
+    moved[:, [0, 2]] += dx
+    landmarks = faces.landmarks.copy()
+    landmarks[..., 0] += dx
+    edge = FaceDetections(moved, faces.score, landmarks, faces.track_id, faces.state)
+    cut = gan_mod._visible(moved.astype(np.float64), CoverConfig().mask_scale, img.shape[1], img.shape[0]) < 1 - 1e-6
+    assert 1 <= cut.sum() < len(faces) and gan_mod.eyes_in_frame(edge, img.shape[1], img.shape[0]).all()
+    calls: list[int] = []
+
+    def generator(crops, z):
+        calls.append(len(z))
+        return np.where(crops.masks[..., None] > 0.5, np.uint8(128), crops.images)
+
+    cov = _coverer(tiny_ckpt, seed=5, regenerate_every=4, identity_guard=False)
+    monkeypatch.setattr(cov, "generate", generator)
+    for k in range(4):
+        cov.cover(shifted, edge, k)
+    assert calls == [len(faces)] + [int(cut.sum())] * 3
+
+
 def test_regenerate_every_generates_where_the_guard_checks(tiny_ckpt, photo_faces, monkeypatch):
     """A held face is not what the guard judges: a track whose check is due is generated."""
     from vidanon.anonymize import gan as gan_mod

@@ -144,18 +144,19 @@ class CoverConfig:
             blending; the weight rises to 1 as the pose changes, `anonymize.temporal`).
             Default 0.1: on the bundled samples it cut the low-pass flicker from
             2.08x / 1.36x of the original (0.5, the earlier default) to 1.86x /
-            1.25x, where a track's face held perfectly still reads 1.75x / 1.22x;
+            1.25x, where a track's face held perfectly still read 1.75x / 1.22x
+            (tenth session; with the eleventh's tracking, 1.69x / 1.22x and 1.62x / 1.20x);
             identity, privacy and realism unchanged (benchmarks/RESULTS.md).
         regenerate_every: gan mode, per-track z, with the temporal blend on: a
             track's face is generated anew every Nth frame only, and whenever its
             pose moves, the identity guard checks it or it has no running face; in
             the frames between, its running (blended) face is pasted where the
-            track is now. 1 (the default) generates every face in every frame. 4:
-            at 720p on 2 cores gan mode ran 19.9 -> 22.4 frames/s (generator 24 ->
-            10 ms a frame), the samples' low-pass flicker 1.80x / 1.24x against
-            1.86x / 1.25x; but benchmarks/leaks.py found one leak frame at seed 4
-            (a face cut by the frame edge, held between the guard's checks), so it
-            stays opt-in until the guard judges held faces cheaply.
+            track is now. A face the frame edge cuts is generated in every frame
+            (held, one such face leaked: benchmarks/leaks.py, people.mp4, seed 4).
+            Default 4: at 720p on 2 cores gan mode ran 19.9 -> 22.4 frames/s
+            (generator 24 -> 10 ms a frame), the samples' low-pass flicker 1.69x /
+            1.22x against 1.72x / 1.23x at 1 (every face in every frame), and
+            leaks.py finds no leak frame at six seeds.
         precision: generator arithmetic on the CPU: "auto" (bfloat16 where the
             CPU computes it natively, AVX512-BF16 or AMX; float32 elsewhere),
             "fp32" or "bf16". CUDA always uses float16 autocast.
@@ -183,7 +184,7 @@ class CoverConfig:
     device: str = "cpu"
     min_gan_size: int = 12
     temporal_blend: float = 0.1
-    regenerate_every: int = 1
+    regenerate_every: int = 4
     precision: str = "auto"
     identity_guard: bool = True
     face_workers: int = 0

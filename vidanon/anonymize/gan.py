@@ -326,16 +326,19 @@ class GanCoverer:
     ) -> dict[int, np.ndarray]:
         """Faces (by position) that show their running face this frame instead of a new one
         (`CoverConfig.regenerate_every`): generated fewer than N frames ago, pose steady, no
-        guard check due."""
+        guard check due, and wholly inside the frame. A face the frame edge cuts is generated
+        every frame: held between the guard's checks, such a face read 0.45 by SFace two
+        frames after its check (people.mp4, seed 4, leaving at the top), as its generated
+        nose and mouth stayed where the original's had been while less and less else showed."""
         every = self.cfg.regenerate_every
         if every <= 1 or self.cfg.z_mode != "per-track":
             return {}
-        vis = _visible(faces.xyxy.astype(np.float64), self.cfg.mask_scale, w, h) if self.sface is not None else None
+        vis = _visible(faces.xyxy.astype(np.float64), self.cfg.mask_scale, w, h)
         held = {}
         for i, t in enumerate(int(t) for t in faces.track_id):
-            if t < 0 or frame_index - self.generated.get(t, -every) >= every:
+            if t < 0 or frame_index - self.generated.get(t, -every) >= every or vis[i] < 1 - 1e-6:
                 continue
-            if vis is not None and self._check_due(t, frame_index, vis[i]):
+            if self.sface is not None and self._check_due(t, frame_index, vis[i]):
                 continue
             face = self.blend.running(t, frame_index, crops.points[i], crops.images[i], crops.masks[i])
             if face is not None:
