@@ -50,7 +50,7 @@ from vidanon.synth import handheld_frames, handheld_motion, handheld_points, pho
 SECTION = "Placement against known motion"
 PHOTO = "faceapi-sample3.jpg"  # as samples/make_sample.py makes samples/handheld.mp4
 CONFIGS = [
-    ("motion, gain 0.1 (gan mode's default)", TrackConfig(motion=True)),
+    (f"motion, gain {TrackConfig().motion_gain:g} (gan mode's default)", TrackConfig(motion=True)),
     ("motion, gain 0.05", TrackConfig(motion=True, motion_gain=0.05)),
     ("motion, gain 0.2", TrackConfig(motion=True, motion_gain=0.2)),
     ("One-Euro smoothing only (blur mode's default)", TrackConfig(motion=False)),

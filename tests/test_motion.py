@@ -251,10 +251,17 @@ def test_the_pipeline_turns_motion_on_for_gan_mode_and_feeds_it_frames(handheld,
 
 
 @pytest.mark.parametrize(
-    "args, expect",
-    [([], False), (["--mode", "gan"], True), (["--motion"], True), (["--mode", "gan", "--no-motion"], False)],
+    "args, field, expect",
+    [
+        ([], "motion", False),
+        (["--mode", "gan"], "motion", True),
+        (["--motion"], "motion", True),
+        (["--mode", "gan", "--no-motion"], "motion", False),
+        (["--mode", "gan"], "motion_gain", TrackConfig().motion_gain),
+        (["--mode", "gan", "--motion-gain", "0.2"], "motion_gain", 0.2),
+    ],
 )
-def test_cli_motion_option_reaches_the_tracker_config(monkeypatch, tmp_path, args, expect):
+def test_cli_tracking_options_reach_the_tracker_config(monkeypatch, tmp_path, args, field, expect):
     from typer.testing import CliRunner
 
     import vidanon.pipeline
@@ -269,7 +276,7 @@ def test_cli_motion_option_reaches_the_tracker_config(monkeypatch, tmp_path, arg
 
     monkeypatch.setattr(vidanon.pipeline, "anonymize_path", capture)
     res = CliRunner().invoke(app, ["anonymize", "in.mp4", str(tmp_path / "out.mp4"), "-q", *args])
-    assert res.exit_code == 2 and seen["cfg"].track.motion is expect
+    assert res.exit_code == 2 and getattr(seen["cfg"].track, field) == expect
 
 
 def _step_error(outs: list[FaceDetections], steps: list[np.ndarray], gap: int, frames) -> float:
