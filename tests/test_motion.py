@@ -12,7 +12,7 @@ from vidanon.config import TrackConfig
 from vidanon.synth import photo, write_frames
 from vidanon.track.motion import face_motion, move_face, to_gray
 from vidanon.track.tracker import LANDMARK_SNAP, FaceTracker
-from vidanon.types import DETECTED, FaceDetections
+from vidanon.types import DETECTED, PREDICTED, FaceDetections
 
 SIZE = (480, 270)
 
@@ -190,6 +190,29 @@ def test_a_detected_box_that_jumps_alone_grows_the_box_and_keeps_the_landmarks(h
         assert np.all(o[:2] <= r[:2] + 1e-3) and np.all(o[2:] >= r[2:] - 1e-3)
     assert np.abs(out.landmarks[:n] - steady.landmarks[:n]).max() < 1e-3
     assert np.abs(steady.landmarks[:n] - dets.landmarks).max() > 0.1  # a snap would have shown
+
+
+def test_an_undetected_face_is_carried_by_its_image_motion(handheld, detector):
+    """A face the detector misses for two frames is placed by its own image motion from where
+    it was last placed (its landmarks step with the image, as a detected face's do), and its box
+    holds the tracker's prediction too; without the frames it falls back to the prediction."""
+    frames, steps, _ = handheld
+    tr = FaceTracker(TrackConfig())
+    outs = []
+    for k in range(12):
+        dets = detector.detect(frames[k]) if k < 10 else FaceDetections.empty()
+        outs.append(tr.update(dets, k, frame=frames[k]))
+    n = len(outs[9])
+    assert n >= 2 and len(outs[10]) == len(outs[11]) == n
+    assert set(tr.carried) == set(int(t) for t in outs[11].track_id)
+    for k in (10, 11):
+        assert (outs[k].state == PREDICTED).all()
+        truth = outs[k - 1].landmarks.astype(np.float64) @ steps[k - 1][:, :2].T + steps[k - 1][:, 2]
+        assert np.sqrt(np.mean(np.square(outs[k].landmarks - truth))) < 0.5
+    blind = FaceTracker(TrackConfig())
+    for k in range(11):
+        out = blind.update(detector.detect(frames[k]) if k < 10 else FaceDetections.empty(), k)
+    assert blind.carried == {} and (out.state == PREDICTED).all()
 
 
 def test_no_motion_step_across_a_cut_or_without_frames(handheld, detector):

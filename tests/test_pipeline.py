@@ -354,6 +354,18 @@ def test_tracking_settings_stretch_with_the_detection_gap():
         DetectConfig(every=DETECT_EVERY_MAX + 1)
 
 
+def _bridged(tracks):
+    """(frame, track id, face, face before, face after) of each face a --detect-every 2 run's
+    tracks file has predicted in a skipped frame between two detections of its track."""
+    recs = json.loads(tracks.read_text())["frames"]
+    by = [{f["track_id"]: f for f in r["faces"]} for r in recs]
+    for k in range(1, len(recs) - 1, 2):
+        for tid, f in by[k].items():
+            a, b = by[k - 1].get(tid), by[k + 1].get(tid)
+            if f["state"] == "predicted" and a and b and a["state"] == b["state"] == "detected":
+                yield k, tid, f, a, b
+
+
 def test_skipped_frames_lie_between_their_detections(people_clip, tmp_path, detector):
     """--detect-every 2: a face detected in the frames before and after a skipped one is placed
     there halfway between the two (the lookahead still holds it), not at the tracker's forward
@@ -362,18 +374,35 @@ def test_skipped_frames_lie_between_their_detections(people_clip, tmp_path, dete
 
     out, tracks = tmp_path / "o.mp4", tmp_path / "t.json"
     anonymize_video(people_clip, out, PipelineConfig(detect=DetectConfig(every=2)), tracks_path=tracks)
-    recs = json.loads(tracks.read_text())["frames"]
-    by = [{f["track_id"]: f for f in r["faces"]} for r in recs]
     bridged = 0
-    for k in range(1, len(recs) - 1, 2):
-        for tid, f in by[k].items():
-            a, b = by[k - 1].get(tid), by[k + 1].get(tid)
-            if f["state"] != "predicted" or not a or not b or not a["state"] == b["state"] == "detected":
-                continue
-            mid = (np.array(a["xyxy"]) + np.array(b["xyxy"])) / 2
-            assert np.allclose(f["xyxy"], mid, atol=0.05), (k, tid)
-            bridged += 1
+    for k, tid, f, a, b in _bridged(tracks):
+        mid = (np.array(a["xyxy"]) + np.array(b["xyxy"])) / 2
+        assert np.allclose(f["xyxy"], mid, atol=0.05), (k, tid)
+        bridged += 1
     assert bridged > 20
+    original = decode_rgb(people_clip)
+    assert leaked_faces(detector, original, decode_rgb(out), sparse_reference(detector, original, 2)) == []
+
+
+def test_skipped_frames_carried_by_image_motion_keep_their_landmarks(people_clip, tmp_path, detector):
+    """--detect-every 2 with motion (gan mode's tracking): a face the tracker carries by its image
+    motion through a skipped frame keeps the landmarks it was carried to (where the generated
+    face goes), not the halfway point of the two detections, and its box holds the halfway box
+    as well (the cover only grows). Every face stays covered."""
+    from vidanon.config import DetectConfig, TrackConfig
+
+    out, tracks = tmp_path / "o.mp4", tmp_path / "t.json"
+    cfg = PipelineConfig(detect=DetectConfig(every=2), track=TrackConfig(motion=True))
+    anonymize_video(people_clip, out, cfg, tracks_path=tracks)
+    bridged = carried = 0
+    for k, tid, f, a, b in _bridged(tracks):
+        mid = (np.array(a["xyxy"]) + np.array(b["xyxy"])) / 2
+        box = np.array(f["xyxy"])
+        assert np.all(box[:2] <= mid[:2] + 0.05) and np.all(box[2:] >= mid[2:] - 0.05), (k, tid)
+        mid_lm = (np.array(a["landmarks"]) + np.array(b["landmarks"])) / 2
+        carried += int(np.abs(np.array(f["landmarks"]) - mid_lm).max() > 0.05)
+        bridged += 1
+    assert bridged > 20 and carried > 0.8 * bridged, (bridged, carried)
     original = decode_rgb(people_clip)
     assert leaked_faces(detector, original, decode_rgb(out), sparse_reference(detector, original, 2)) == []
 

@@ -283,6 +283,7 @@ class _Pending:
     meta: FrameMeta
     faces: FaceDetections
     failed: bool
+    carried: dict[int, np.ndarray] = field(default_factory=dict)  # `FaceTracker.carried`
 
 
 def _backfill(
@@ -358,7 +359,17 @@ def _bridge_skipped(buffer: deque[_Pending], faces: FaceDetections, index: int, 
                     e.faces.xyxy[r[0]], e.faces.landmarks[r[0]] = b1, l1
                 continue
             a = m / every
-            e.faces.xyxy[r[0]] = (1 - a) * b0 + a * b1
+            box = (1 - a) * b0 + a * b1
+            c = e.carried.get(int(tid))
+            if c is not None:
+                # image motion placed the face there: its landmarks stay (on the hand-held clip
+                # they moved with the image where the interpolation cut corners), and the box
+                # holds both the carried and the interpolated one, neither grown as a held box
+                # is (the generated face's mask pulsed with the growth every other frame:
+                # people.mp4 low-pass 1.56x at --detect-every 2)
+                e.faces.xyxy[r[0]] = np.concatenate([np.minimum(c[:2], box[:2]), np.maximum(c[2:], box[2:])])
+                continue
+            e.faces.xyxy[r[0]] = box
             e.faces.landmarks[r[0]] = (1 - a) * l0 + a * l1
 
 
@@ -631,7 +642,7 @@ def anonymize_video(
                 faces, failed = fa.locate(item.rgb, item.meta.index, scene_cut=cut, detected=detected)
                 _bridge_skipped(buffer, faces, item.meta.index, cfg.detect.every, last_cut)
                 _backfill(buffer, faces, fa.tracker.new_ids, cfg.track.hold_growth, last_cut)
-                buffer.append(_Pending(item.rgb, item.meta, faces, failed))
+                buffer.append(_Pending(item.rgb, item.meta, faces, failed, dict(fa.tracker.carried)))
                 while len(buffer) > lookahead:
                     _send(buffer.popleft())
                 if progress is not None:

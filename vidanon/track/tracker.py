@@ -6,7 +6,11 @@ frame, with a persistent `track_id`:
 - every detection, whatever its track's state (a new track is covered from its
   first frame: tracks start with no initialization delay);
 - every track that the detector missed for at most `hold_frames` frames, at its
-  predicted position, grown a little per missed frame (state PREDICTED).
+  predicted position, grown a little per missed frame (state PREDICTED). Given
+  the frames, such a face is also carried by its own image motion from where it
+  was placed in the previous frame, for as long as that motion can be followed:
+  its landmarks go there, and its box grows to hold the carried face as well
+  (`carried` has the carried boxes of the last update).
 
 Boxes and landmarks are smoothed per track. Given the frame, a face detected
 in consecutive frames is carried by its own image motion (`track.motion`: the
@@ -53,6 +57,9 @@ class _TrackState:
         # prediction puts the landmarks (at the same place relative to its box)
         self.last_lm: np.ndarray | None = None
         self.last_index = -1  # frame index of the last detection
+        # (frame index, box, landmarks) where the face was last placed, by a detection or by
+        # image motion while undetected: what image motion carries on (None: not followed)
+        self.carry: tuple[int, np.ndarray, np.ndarray] | None = None
 
 
 def _contains(outer: np.ndarray, inner: np.ndarray, slack: float) -> bool:
@@ -86,6 +93,8 @@ class FaceTracker:
         # is followed from a face's last detection, which with --detect-every 2 is 2 frames back
         self._grays: dict[int, np.ndarray] = {}
         self.motion_steps = 0  # detections placed by image motion (the rest by the One-Euro filter)
+        # the last update's undetected tracks placed by image motion: track id -> the carried box
+        self.carried: dict[int, np.ndarray] = {}
 
     def update(
         self, dets: FaceDetections, frame_index: int, scene_cut: bool = False, frame: np.ndarray | None = None
@@ -149,12 +158,13 @@ class FaceTracker:
                 vec = np.concatenate([raw_box, dets.landmarks[i].reshape(-1)])
                 size = float(max(raw_box[2] - raw_box[0], raw_box[3] - raw_box[1], 1.0))
                 sm, carried = None, False
-                since = grays.get(st.last_index) if 0 < frame_index - st.last_index <= MOTION_MAX_GAP else None
-                if gray is not None and since is not None:
-                    m = face_motion(since, gray, st.last_box)
+                c = st.carry if st.carry is not None and 0 < frame_index - st.carry[0] <= MOTION_MAX_GAP else None
+                since = grays.get(c[0]) if c is not None else None
+                if gray is not None and since is not None and c is not None:
+                    m = face_motion(since, gray, c[1])
                     if m is not None:
                         # where last frame's face moved with the image, pulled slowly towards the detection
-                        box_m, lm_m = move_face(m, st.last_box, st.last_lm)
+                        box_m, lm_m = move_face(m, c[1], c[2])
                         pred = np.concatenate([box_m, lm_m.reshape(-1)])
                         sm = st.filter.reset(pred + self.cfg.motion_gain * (vec - pred))
                         self.motion_steps += 1
@@ -180,7 +190,9 @@ class FaceTracker:
             st.last_box = xyxy[i].astype(np.float64)
             st.last_lm = lms[i].astype(np.float64)
             st.last_index = frame_index
+            st.carry = (frame_index, st.last_box, st.last_lm)
 
+        self.carried = {}
         p_xyxy, p_lm, p_tid = [], [], []
         for tid, est in predicted:
             st = self._states.get(tid)
@@ -198,9 +210,17 @@ class FaceTracker:
             half = np.maximum((box[2:] - box[:2]) / 2, (st.last_box[2:] - st.last_box[:2]) / 2)
             half *= 1.0 + self.cfg.hold_growth * st.unseen
             box = np.concatenate([c - half, c + half])
-            p_xyxy.append(box)
             rel = (st.last_lm - st.last_box[:2]) / np.maximum(st.last_box[2:] - st.last_box[:2], 1.0)
-            p_lm.append(box[:2] + rel * (box[2:] - box[:2]))
+            lm = box[:2] + rel * (box[2:] - box[:2])
+            carried = self._carry(st, grays, gray, frame_index)
+            if carried is not None:
+                # followed by its own image motion: the landmarks go there, and the box also holds
+                # the carried face's (the cover only grows)
+                cbox, lm = carried
+                box = np.concatenate([np.minimum(box[:2], cbox[:2]), np.maximum(box[2:], cbox[2:])])
+                self.carried[tid] = cbox
+            p_xyxy.append(box)
+            p_lm.append(lm)
             p_tid.append(tid)
             st.filter.reset(np.concatenate([box, p_lm[-1].reshape(-1)]))
 
@@ -215,3 +235,20 @@ class FaceTracker:
             )
             out = FaceDetections.concat([out, pred])
         return out
+
+    def _carry(
+        self, st: _TrackState, grays: dict[int, np.ndarray], gray: np.ndarray | None, frame_index: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """An undetected face's (box, landmarks) in this frame, carried by its image motion from
+        where it was placed in the previous frame; None without that frame or when the motion
+        cannot be followed (an occluder, the face gone): then the next detection within
+        MOTION_MAX_GAP of the last placement still starts from it, and nothing is carried on."""
+        c = st.carry
+        if gray is None or c is None or c[0] != frame_index - 1 or c[0] not in grays:
+            return None
+        m = face_motion(grays[c[0]], gray, c[1])
+        if m is None:
+            return None
+        box, lm = move_face(m, c[1], c[2])
+        st.carry = (frame_index, box, lm)
+        return box, lm
