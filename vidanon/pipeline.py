@@ -34,7 +34,7 @@ from vidanon.errors import InputError, OutputError, StrictModeError, VidanonErro
 from vidanon.io.decode import Demuxer, PacketItem, VideoItem, check_readable
 from vidanon.io.encode import VideoWriter
 from vidanon.track import FaceTracker
-from vidanon.types import BACKFILLED, DETECTED, PREDICTED, STATE_NAMES, FaceDetections, FrameMeta
+from vidanon.types import BACKFILLED, DETECTED, PREDICTED, STATE_NAMES, FaceDetections, FrameMeta, box_union
 
 log = logging.getLogger("vidanon")
 
@@ -349,8 +349,7 @@ def _bridge_skipped(buffer: deque[_Pending], faces: FaceDetections, index: int, 
         at = np.flatnonzero((first.track_id == tid) & (first.state == DETECTED))
         if len(at) != 1:  # held, not detected: cover the prediction and the detection both
             for e, r in zip(span[1:], rows):
-                b = e.faces.xyxy[r[0]]
-                e.faces.xyxy[r[0]] = np.concatenate([np.minimum(b[:2], b1[:2]), np.maximum(b[2:], b1[2:])])
+                e.faces.xyxy[r[0]] = box_union(e.faces.xyxy[r[0]], b1)
             continue
         b0, l0 = first.xyxy[at[0]], first.landmarks[at[0]]
         for m, (e, r) in enumerate(zip(span[1:], rows), start=1):
@@ -367,7 +366,7 @@ def _bridge_skipped(buffer: deque[_Pending], faces: FaceDetections, index: int, 
                 # holds both the carried and the interpolated one, neither grown as a held box
                 # is (the generated face's mask pulsed with the growth every other frame:
                 # people.mp4 low-pass 1.56x at --detect-every 2)
-                e.faces.xyxy[r[0]] = np.concatenate([np.minimum(c[:2], box[:2]), np.maximum(c[2:], box[2:])])
+                e.faces.xyxy[r[0]] = box_union(c, box)
                 continue
             e.faces.xyxy[r[0]] = box
             e.faces.landmarks[r[0]] = (1 - a) * l0 + a * l1

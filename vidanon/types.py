@@ -90,6 +90,11 @@ class FaceDetections:
         return FaceDetections(self.xyxy * factor, self.score, self.landmarks * factor, self.track_id, self.state)
 
 
+def box_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest box (x0, y0, x1, y1) holding boxes `a` and `b`."""
+    return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:4], b[2:4])])
+
+
 def _default_landmarks(xyxy: np.ndarray) -> np.ndarray:
     """Landmarks placed at canonical positions inside each box, for faces that have none."""
     canon = np.array([[0.31, 0.40], [0.69, 0.40], [0.50, 0.58], [0.35, 0.76], [0.65, 0.76]], np.float32)

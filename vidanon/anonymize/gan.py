@@ -253,6 +253,7 @@ class GanCoverer:
         gen: np.ndarray,
         frame_index: int,
         positions: np.ndarray,
+        vis: np.ndarray,
     ) -> np.ndarray:
         """The identity guard. A generated face, pasted, is compared with the original by SFace
         (both at the original landmarks): each new track's first face, and each track's face
@@ -265,9 +266,9 @@ class GanCoverer:
         times, and keeps the least alike (its current z included); the z then stays until a
         check finds it too alike. Privacy before consistency: such a track changes its fake
         identity. (Drawing every new track's z further from the original, below 0.15, made
-        the faces of different seeds more alike: diversity 92-93% against the 95% goal.)"""
+        the faces of different seeds more alike: diversity 92-93% against the 95% goal.)
+        `vis`: each face's share of its cover inside the frame (`_visible`)."""
         h, w = frame.shape[:2]
-        vis = _visible(faces.xyxy.astype(np.float64), self.cfg.mask_scale, w, h)
         todo = [i for i in range(len(faces)) if self._check_due(int(faces.track_id[i]), frame_index, vis[i])]
         if not todo:
             return gen
@@ -322,7 +323,7 @@ class GanCoverer:
         return last is None or frame_index - last[0] >= GUARD_RECHECK or last[1] - visible >= GUARD_RECHECK_EXIT
 
     def _held(
-        self, faces: FaceDetections, crops: align.Crops, frame_index: int, w: int, h: int
+        self, faces: FaceDetections, crops: align.Crops, frame_index: int, vis: np.ndarray
     ) -> dict[int, np.ndarray]:
         """Faces (by position) that show their running face this frame instead of a new one
         (`CoverConfig.regenerate_every`): generated fewer than N frames ago, pose steady, no
@@ -333,7 +334,6 @@ class GanCoverer:
         every = self.cfg.regenerate_every
         if every <= 1 or self.cfg.z_mode != "per-track":
             return {}
-        vis = _visible(faces.xyxy.astype(np.float64), self.cfg.mask_scale, w, h)
         held = {}
         for i, t in enumerate(int(t) for t in faces.track_id):
             if t < 0 or frame_index - self.generated.get(t, -every) >= every or vis[i] < 1 - 1e-6:
@@ -436,7 +436,8 @@ class GanCoverer:
             z = latents_for_faces(
                 self.cfg.seed, gfaces.track_id, self.gcfg.z_dim, frame_index, per_frame, p.big, self.redraws
             )
-            held = self._held(gfaces, crops, frame_index, w, h)
+            vis = _visible(gfaces.xyxy.astype(np.float64), self.cfg.mask_scale, w, h)
+            held = self._held(gfaces, crops, frame_index, vis)
             t1 = time.perf_counter()
             if held:
                 new = np.array([i for i in range(len(gfaces)) if i not in held], np.int64)
@@ -452,7 +453,7 @@ class GanCoverer:
                 self.generated[int(t)] = frame_index
             t2 = time.perf_counter()
             if self.sface is not None:
-                gen = self._guard(frame, gfaces, crops, gen, frame_index, p.big)
+                gen = self._guard(frame, gfaces, crops, gen, frame_index, p.big, vis)
             t3 = time.perf_counter()
             p.gen = self.blend(gen, crops.masks, gfaces.track_id, frame_index, crops.points)
             p.crops = crops

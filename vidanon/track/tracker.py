@@ -33,7 +33,7 @@ from norfair import Detection, Tracker
 from vidanon.config import TrackConfig
 from vidanon.track.motion import face_motion, move_face, to_gray
 from vidanon.track.smooth import OneEuro
-from vidanon.types import DETECTED, PREDICTED, FaceDetections
+from vidanon.types import DETECTED, PREDICTED, FaceDetections, box_union
 
 LANDMARK_SNAP = 0.1
 """A smoothed landmark further than this share of the face's size from its detection snaps
@@ -56,7 +56,6 @@ class _TrackState:
         # (5, 2) as output at the last detection: what image motion moves, and where a
         # prediction puts the landmarks (at the same place relative to its box)
         self.last_lm: np.ndarray | None = None
-        self.last_index = -1  # frame index of the last detection
         # (frame index, box, landmarks) where the face was last placed, by a detection or by
         # image motion while undetected: what image motion carries on (None: not followed)
         self.carry: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -160,7 +159,7 @@ class FaceTracker:
                 sm, carried = None, False
                 c = st.carry if st.carry is not None and 0 < frame_index - st.carry[0] <= MOTION_MAX_GAP else None
                 since = grays.get(c[0]) if c is not None else None
-                if gray is not None and since is not None and c is not None:
+                if gray is not None and since is not None:
                     m = face_motion(since, gray, c[1])
                     if m is not None:
                         # where last frame's face moved with the image, pulled slowly towards the detection
@@ -183,13 +182,11 @@ class FaceTracker:
                         # detection, stay where the image motion put them. Snapping them to the
                         # detection too moved the face by 4.7 px a time on the hand-held clip
                         # (benchmarks/placement.py: error change p95 1.05 -> 0.63 px).
-                        grown = np.concatenate([np.minimum(sm[:2], raw_box[:2]), np.maximum(sm[2:4], raw_box[2:])])
-                        sm = st.filter.reset(np.concatenate([grown, sm[4:]]))
+                        sm = st.filter.reset(np.concatenate([box_union(sm[:4], raw_box), sm[4:]]))
                 xyxy[i] = sm[:4]
                 lms[i] = sm[4:].reshape(5, 2)
             st.last_box = xyxy[i].astype(np.float64)
             st.last_lm = lms[i].astype(np.float64)
-            st.last_index = frame_index
             st.carry = (frame_index, st.last_box, st.last_lm)
 
         self.carried = {}
@@ -217,7 +214,7 @@ class FaceTracker:
                 # followed by its own image motion: the landmarks go there, and the box also holds
                 # the carried face's (the cover only grows)
                 cbox, lm = carried
-                box = np.concatenate([np.minimum(box[:2], cbox[:2]), np.maximum(box[2:], cbox[2:])])
+                box = box_union(box, cbox)
                 self.carried[tid] = cbox
             p_xyxy.append(box)
             p_lm.append(lm)
