@@ -23,6 +23,14 @@ embedded with the ORIGINAL face's landmarks in both images):
              fake face follows the head's pose more closely; no goal)
   guard      share of faces whose first z the identity guard replaced (the figures
              above are measured with the guard on, as `vidanon anonymize` runs)
+  tone       CIE76 colour difference (Lab) between the mean colour of the original's
+             inner face (the middle 50% of its box) and the replacement's: how well
+             the fake face takes the skin tone and light of its context (no goal;
+             the original's own tone is the reference, not an input of the generator)
+  seam       the colour step across the edge of the replaced region: the changed
+             region's edge split into 16 sectors around the face, the mean Lab
+             difference between a band just inside and a band just outside, over
+             the sectors; the same bands on the original give seam_original (no goal)
 
 The contact sheet has one row per face: original crop, masked generator input,
 4 outputs for 4 different z (crop space), and the face pasted back into the image.
@@ -82,6 +90,54 @@ def jittered(d: FaceDetections, i: int, res: int, crop_factor: float, dx: float,
 
 
 iou = iou_matrix
+SEAM_SECTORS = 16
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+
+
+def tone_delta(orig: np.ndarray, out: np.ndarray, box: np.ndarray) -> float:
+    """Lab distance between the mean colours of the middle 50% of `box` in the two frames."""
+    x0, y0, x1, y1 = box.astype(np.float64)
+    cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 4, (y1 - y0) / 4
+    sl = np.s_[max(0, int(cy - hh)) : int(np.ceil(cy + hh)), max(0, int(cx - hw)) : int(np.ceil(cx + hw))]
+    a, b = _lab(orig[sl]).reshape(-1, 3).mean(0), _lab(out[sl]).reshape(-1, 3).mean(0)
+    return float(np.linalg.norm(a - b))
+
+
+def seam_steps(orig: np.ndarray, out: np.ndarray, box: np.ndarray) -> tuple[float, float] | None:
+    """(seam in `out`, the same bands in `orig`) for the replaced region around `box`; None
+    if nothing around it changed."""
+    h, w = orig.shape[:2]
+    x0, y0, x1, y1 = box.astype(np.float64)
+    cx, cy, size = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
+    wx0, wy0 = max(0, int(cx - 1.6 * size)), max(0, int(cy - 1.6 * size))
+    wx1, wy1 = min(w, int(cx + 1.6 * size)), min(h, int(cy + 1.6 * size))
+    a, b = orig[wy0:wy1, wx0:wx1], out[wy0:wy1, wx0:wx1]
+    changed = (np.abs(a.astype(np.int16) - b.astype(np.int16)).max(-1) > 2).astype(np.uint8)
+    n, labels = cv2.connectedComponents(changed)
+    at = labels[min(int(cy) - wy0, labels.shape[0] - 1), min(int(cx) - wx0, labels.shape[1] - 1)]
+    if n < 2 or at == 0:
+        return None
+    region = (labels == at).astype(np.uint8)
+    k = max(3, int(round(0.08 * size)) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    inside = region.astype(bool) & ~cv2.erode(region, kernel).astype(bool)
+    outside = cv2.dilate(region, kernel).astype(bool) & ~region.astype(bool)
+    ys, xs = np.mgrid[wy0:wy1, wx0:wx1]
+    sector = ((np.arctan2(ys - cy, xs - cx) + np.pi) / (2 * np.pi) * SEAM_SECTORS).astype(int) % SEAM_SECTORS
+    la, lb = _lab(a), _lab(b)
+    steps_out, steps_orig = [], []
+    for s in range(SEAM_SECTORS):
+        i, o = inside & (sector == s), outside & (sector == s)
+        if i.sum() < 4 or o.sum() < 4:
+            continue
+        steps_out.append(float(np.linalg.norm(lb[i].mean(0) - lb[o].mean(0))))
+        steps_orig.append(float(np.linalg.norm(la[i].mean(0) - la[o].mean(0))))
+    if not steps_out:
+        return None
+    return float(np.mean(steps_out)), float(np.mean(steps_orig))
 
 
 def crop_rows(
@@ -107,6 +163,7 @@ def evaluate(
 ) -> tuple[dict, list]:
     g = cov.gcfg
     priv, div, stab, pose, found, total, redrawn = [], [], [], [], 0, 0, 0
+    tone, seam, seam_orig = [], [], []
     rows = []
     for frame in frames:
         d = with_ids(det.detect(frame))
@@ -134,6 +191,12 @@ def evaluate(
                 j = jittered(d, i, g.resolution, g.crop_factor, dx, dy, s)
                 sims.append(float(np.dot(sface.embed(cov.cover(frame, j, 0), d[i])[0], e_base[i])))
             stab.append(float(np.mean(sims)))
+        for i in range(len(d)):
+            tone.append(tone_delta(frame, base, d.xyxy[i]))
+            steps = seam_steps(frame, base, d.xyxy[i])
+            if steps is not None:
+                seam.append(steps[0])
+                seam_orig.append(steps[1])
         after = det.detect(base)
         total += len(d)
         if len(after):
@@ -160,6 +223,9 @@ def evaluate(
         "realism_redetected": float(found / max(total, 1)),
         "pose_landmark_error": float(np.mean(pose)) if pose else float("nan"),
         "guard_redrawn": float(redrawn / max(total, 1)),
+        "tone_delta_lab": float(np.mean(tone)),
+        "seam_lab": float(np.mean(seam)) if seam else float("nan"),
+        "seam_original_lab": float(np.mean(seam_orig)) if seam_orig else float("nan"),
     }
     return figures, rows
 

@@ -54,6 +54,7 @@ def _cfg(out: Path, **kw) -> TrainConfig:
         ({"max_reuse": 0}, ValueError),
         ({"swap_prob": 1.5}, ValueError),
         ({"swap_scale": 0.3}, ValueError),
+        ({"relight_prob": -0.1}, ValueError),
         ({"lr_d": 0.0}, ValueError),
     ],
 )
@@ -172,6 +173,35 @@ def test_face_swaps_take_the_donor_face_and_z():
     assert not torch.equal(swapped.image, plain.image)
     both = Batch.cat([plain, swapped])
     assert torch.equal(both.natural, torch.cat([plain.image, plain.image]))
+
+
+@needs_teacher
+def test_relit_crops_show_the_context_light_and_keep_their_donor():
+    """--relight shows a crop, target and context together, under another light, and leaves
+    its donor as drawn: the generator must fit the donor to the context's light."""
+    from vidanon.train.data import TeacherFaces, make_batch, relight, relight_params
+
+    faces = TeacherFaces(seed=3).sample(6)
+    plain = make_batch(faces, 64, 1.75, np.random.default_rng(0), swap_prob=1.0)
+    lit = make_batch(faces, 64, 1.75, np.random.default_rng(0), swap_prob=1.0, relight_prob=1.0)
+    assert torch.equal(lit.donor, plain.donor) and torch.equal(lit.z, plain.z)
+    assert torch.equal(lit.mask, plain.mask) and torch.equal(lit.valid, plain.valid)
+    for i in range(6):
+        a, b = plain.image[i], lit.image[i]
+        # another light: the mean colour moved, the picture is the same (structure correlates)
+        assert float((a.mean((1, 2)) - b.mean((1, 2))).abs().max()) > 0.02
+        assert float((_centred(a.mean(0)) * _centred(b.mean(0))).mean()) > 0.7
+    # the natural crops got the same light as the swapped ones (same draw per crop)
+    outside = (plain.mask == 0).expand_as(plain.image)
+    assert torch.equal(lit.natural[outside], lit.image[outside])
+    # a neutral light changes nothing; a side light brightens one side and darkens the other
+    img = faces[0].image[:64, :64].copy()
+    assert np.abs(relight(img, (1.0, 1.0, 0.0, 0.0, np.ones(3, np.float32), 1.0)).astype(int) - img).max() <= 1
+    grey = np.full((64, 64, 3), 100, np.uint8)
+    side = relight(grey, (1.0, 1.0, 0.0, 0.4, np.ones(3, np.float32), 1.0))
+    assert side[:, :8].mean() < 80 < 120 < side[:, -8:].mean()
+    drawn = [relight_params(np.random.default_rng(s)) for s in range(50)]
+    assert len({round(p[5], 6) for p in drawn}) == 50  # every crop its own light
 
 
 @needs_teacher
@@ -456,11 +486,12 @@ def test_resume_keeps_the_runs_swap_settings(tmp_path):
         return torch.load(args[args.index("--out") + 1], weights_only=True)["train"]["hyper"]
 
     a, b, c = (str(tmp_path / f"{n}.pt") for n in "abc")
-    assert run("--out", a, "--donor", "--swap-prob", "1", "--swap-scale", "0.7")["swap_scale"] == 0.7
+    made = run("--out", a, "--donor", "--swap-prob", "1", "--swap-scale", "0.7", "--relight", "0.5")
+    assert (made["swap_scale"], made["relight_prob"]) == (0.7, 0.5)
     first = run("--out", b, "--resume", a, "--steps", "2")
-    assert (first["swap_prob"], first["swap_scale"]) == (1.0, 0.7)
-    second = run("--out", c, "--resume", b, "--steps", "3", "--swap-scale", "0.8")
-    assert (second["swap_prob"], second["swap_scale"]) == (1.0, 0.8)
+    assert (first["swap_prob"], first["swap_scale"], first["relight_prob"]) == (1.0, 0.7, 0.5)
+    second = run("--out", c, "--resume", b, "--steps", "3", "--swap-scale", "0.8", "--relight", "0")
+    assert (second["swap_prob"], second["swap_scale"], second["relight_prob"]) == (1.0, 0.8, 0.0)
 
 
 @needs_teacher

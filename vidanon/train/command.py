@@ -163,6 +163,15 @@ def train_cmd(
             "Default: the resumed run's, else 0.9.",
         ),
     ] = None,
+    relight: Annotated[
+        float | None,
+        typer.Option(
+            "--relight",
+            help="Share of crops shown under another light (exposure, gamma, contrast, colour cast, a side "
+            "light) with the donor as drawn, so the generator learns to fit the donor to the context's "
+            "light. Default: the resumed run's, else 0.",
+        ),
+    ] = None,
     reset_discriminator: Annotated[
         bool,
         typer.Option(
@@ -223,7 +232,11 @@ def train_cmd(
         swap_prob = float(stored.get("swap_prob", 0.0))
     if swap_scale is None:
         swap_scale = float(stored.get("swap_scale", SWAP_SCALE))
-    logging.getLogger("vidanon.train").info("swaps: --swap-prob %g --swap-scale %g", swap_prob, swap_scale)
+    if relight is None:
+        relight = float(stored.get("relight_prob", 0.0))
+    logging.getLogger("vidanon.train").info(
+        "swaps: --swap-prob %g --swap-scale %g; --relight %g", swap_prob, swap_scale, relight
+    )
     gcfg = None
     if resume is None or any(v is not None for v in (resolution, width, donor, donor_warp, fill_padding)):
         kwargs = {}
@@ -276,6 +289,7 @@ def train_cmd(
             div_centred=div_centred,
             swap_prob=swap_prob,
             swap_scale=swap_scale,
+            relight_prob=relight,
             reset_discriminator=reset_discriminator,
         )
     except ValueError as exc:

@@ -256,6 +256,40 @@ class Batch:
 SWAP_SCALE = 0.9  # the donor's face covers this share of the face box's ellipse (then feathered)
 
 
+def relight_params(rng: np.random.Generator) -> tuple:
+    """One random lighting for `relight`: gamma, contrast, a side light (angle, strength),
+    per-channel colour cast and overall exposure, each about as far as real footage
+    strays from the teacher's evenly lit renders (a face lit blue by a screen, a dim
+    room, a window to one side)."""
+    return (
+        float(np.exp(rng.normal(0.0, 0.25))),
+        float(np.exp(rng.normal(0.0, 0.2))),
+        float(rng.uniform(0.0, 2 * np.pi)),
+        float(rng.uniform(0.0, 0.5)),
+        np.exp(rng.normal(0.0, 0.12, 3)).astype(np.float32),
+        float(np.exp(rng.uniform(-0.6, 0.25))),
+    )
+
+
+def relight(image: np.ndarray, params: tuple) -> np.ndarray:
+    """An (r, r, 3) uint8 crop under another light (`relight_params`); a new array.
+
+    The whole crop changes together, context and face alike, so the target shows
+    the face as the context's light would show it. The donor, given to the
+    generator unlit as at inference, must then be matched to that light by the
+    generator (the photos' colour blotches: the teacher never showed it a blue or
+    side-lit context).
+    """
+    gamma, contrast, angle, side, cast, exposure = params
+    r = image.shape[0]
+    x = (image.astype(np.float32) / 255.0) ** gamma
+    x = (x - 0.5) * contrast + 0.5  # about mid-grey, not the crop's mean: the light is the crop's, not its content's
+    ramp = np.linspace(-1.0, 1.0, r, dtype=np.float32)
+    light = 1.0 + side * (np.cos(angle) * ramp[None, :] + np.sin(angle) * ramp[:, None])
+    x = x * light[..., None] * (cast * exposure)
+    return np.clip(x * 255.0, 0, 255).round().astype(np.uint8)
+
+
 def make_batch(
     faces: list[Face],
     resolution: int,
@@ -268,6 +302,7 @@ def make_batch(
     swap_scale: float = SWAP_SCALE,
     donor_warp: bool = False,
     fill_padding: bool = False,
+    relight_prob: float = 0.0,
 ) -> Batch:
     """Aligned, augmented crops of `faces`.
 
@@ -287,7 +322,10 @@ def make_batch(
     (`morph.landmark_warp`, as inference warps donors for such a generator),
     and the batch's donor is that warped face. With `fill_padding`, each
     crop's padding past its source image is filled smoothly
-    (`align.fill_padding`) before any swap; `valid` still marks it.
+    (`align.fill_padding`) before any swap; `valid` still marks it. With
+    `relight_prob` > 0, that share of the crops is shown under another light
+    (`relight`), after any swap and for the whole crop, while its donor stays as
+    drawn: the generator learns to fit a donor to the context's light.
     """
     crops = []
     zs = []
@@ -343,6 +381,17 @@ def make_batch(
             z_all[chosen] = z_all[donors]  # fancy indexing copies the right side first
             donor = natural.copy()
             donor[chosen] = given
+    if relight_prob > 0:
+        lit = np.flatnonzero(rng.random(len(faces)) < relight_prob)
+        if len(lit):
+            # new arrays: the donor may be the very array `image` was (no swap)
+            image = image.copy()
+            natural = None if natural is None else natural.copy()
+            for i in lit:
+                params = relight_params(rng)
+                image[i] = relight(image[i], params)
+                if natural is not None:
+                    natural[i] = relight(natural[i], params)
     t_img = from_uint8(image)
     t_mask = torch.from_numpy(masks)[:, None]
     t_heat = torch.from_numpy(np.concatenate([c.heatmaps for c in crops]))
@@ -415,6 +464,7 @@ class BatchSpec:
     swap_scale: float = SWAP_SCALE
     donor_warp: bool = False
     fill_padding: bool = False
+    relight_prob: float = 0.0
     folder_index: tuple | None = None
 
     def make(self, faces: list[Face], rng: np.random.Generator) -> Batch:
@@ -428,6 +478,7 @@ class BatchSpec:
             swap_scale=self.swap_scale,
             donor_warp=self.donor_warp,
             fill_padding=self.fill_padding,
+            relight_prob=self.relight_prob,
         )
 
 

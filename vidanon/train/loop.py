@@ -108,6 +108,9 @@ class TrainConfig:
         swap_scale: size of the swapped region: the face box's ellipse at
             this scale (`data.swap_alpha`); smaller keeps the donor's hair and
             background out of the target.
+        relight_prob: share of crops shown under another light (`data.relight`: exposure,
+            gamma, contrast, colour cast, a side light) with their donor left as drawn,
+            so that the generator fits the donor to its context's light.
     """
 
     out: str
@@ -145,6 +148,7 @@ class TrainConfig:
     max_reuse: int = 1
     swap_prob: float = 0.0
     swap_scale: float = SWAP_SCALE
+    relight_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if self.data not in DATA_SOURCES:
@@ -175,6 +179,8 @@ class TrainConfig:
             raise ValueError(f"swap_prob must be in [0, 1], got {self.swap_prob}")
         if not 0.5 <= self.swap_scale <= 1.2:
             raise ValueError(f"swap_scale must be in [0.5, 1.2], got {self.swap_scale}")
+        if not 0 <= self.relight_prob <= 1:
+            raise ValueError(f"relight_prob must be in [0, 1], got {self.relight_prob}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -271,6 +277,7 @@ class Trainer:
             swap_scale=cfg.swap_scale,
             donor_warp=self.gcfg.donor_warp,
             fill_padding=self.gcfg.fill_padding,
+            relight_prob=cfg.relight_prob,
         )
         workers = cfg.data_workers
         if cfg.data_processes:
