@@ -994,3 +994,30 @@ def test_the_coverer_warps_donors_only_for_a_warp_generator(tmp_path, monkeypatc
         if warp:
             assert seen[0].shape == (len(faces), 5, 2)
     assert not np.array_equal(outs[False], outs[True])
+
+
+@needs_teacher
+def test_a_face_only_generator_gets_face_only_donors(tmp_path, monkeypatch, photo_faces):
+    """A checkpoint trained with face-only donors (`donor_face_only`) gets them at inference:
+    the donor the network sees is mid-grey outside the donor's face."""
+    img, faces = photo_faces
+    given = []
+    outs = {}
+    for only in (False, True):
+        path = tmp_path / f"f{only}.pt"
+        net = _net(replace(DONOR, donor_face_only=only))
+        save_checkpoint(path, net.cfg, net.state_dict())
+        cov = _coverer(path, seed=3, identity_guard=False)
+        real = cov.net.forward
+
+        def spy(image, mask, heat, z, donor=None, real=real):
+            given.append(donor)
+            return real(image, mask, heat, z, donor)
+
+        monkeypatch.setattr(cov.net, "forward", spy)
+        outs[only] = cov.cover(img, faces, 0)
+        assert cov.donors.face_only == only
+    whole, only = given
+    grey = (only.float().abs() < 0.01).all(1).float().mean()
+    assert grey > 0.4 and (whole.float().abs() < 0.01).all(1).float().mean() < 0.05
+    assert not np.array_equal(outs[False], outs[True])

@@ -78,11 +78,12 @@ def test_a_folding_or_huge_warp_is_weakened():
     assert nose[0] - 32 <= morph.MAX_SHIFT * r + 1 and nose[0] - 32 > 5
 
 
-def test_config_needs_a_donor_for_the_warp():
+@pytest.mark.parametrize("field", ["donor_warp", "donor_face_only"])
+def test_config_needs_a_donor_for_the_donor_options(field):
     with pytest.raises(ValueError, match="donor"):
-        GeneratorConfig(donor_warp=True)
+        GeneratorConfig(**{field: True})
     d = GeneratorConfig(donor=True).to_dict()
-    del d["donor_warp"]  # files written before the field: no warp
+    del d[field]  # files written before the field: off (no warp, whole donors)
     assert GeneratorConfig.from_dict(d) == GeneratorConfig(donor=True)
 
 
@@ -227,3 +228,57 @@ def test_filled_padding_is_a_weak_target():
     w = target_weight(mask, valid, True)
     assert torch.equal(w[..., :2], valid[..., :2]) and torch.allclose(w[..., 2:], torch.full((1, 1, 4, 2), FILL_WEIGHT))
     assert 0 < FILL_WEIGHT < 1
+
+
+def test_face_region_holds_the_face_and_turns_with_it():
+    from vidanon.anonymize import align
+
+    region = align.face_region(SRC, 64)
+    assert region.dtype == np.float32 and set(np.unique(region)) == {0.0, 1.0}
+    for x, y in SRC:
+        assert region[int(round(y)), int(round(x))] == 1  # the landmarks are on the face
+    # the forehead to the chin, cheek to cheek (eyes 24 px apart, 21 px above the mouth),
+    # none of the crop's top rows, corners or sides
+    ys, xs = np.nonzero(region)
+    assert 8 <= ys.min() < 16 and ys.max() <= 62 and 6 <= xs.min() < 12 and 52 < xs.max() <= 58
+    assert region[:8].sum() == 0 and region.mean() < 0.55
+    assert ys.max() - SRC[3:, 1].mean() > 8  # the chin, below the mouth
+    # a head rolled by 30 degrees: the region rolls with its landmarks
+    m = cv2.getRotationMatrix2D((32, 36), 30, 1.0)
+    rolled = SRC @ m[:, :2].T + m[:, 2]
+    turned = align.face_region(rolled, 64)
+    back = cv2.warpAffine(region, m, (64, 64), flags=cv2.INTER_NEAREST)
+    assert (turned != back).mean() < 0.01
+
+
+@needs_teacher
+def test_face_only_donors_show_no_hair_or_background():
+    """With `donor_face_only` a donor is its face alone, at inference and in training, and a
+    training swap changes the crop's face region only, not the ring of hair and background
+    that the box's ellipse takes from the donor."""
+    from vidanon.anonymize import align
+    from vidanon.anonymize.donor import DonorFaces
+    from vidanon.train.data import TeacherFaces, make_batch
+
+    z = torch.randn(3, 100, generator=torch.Generator().manual_seed(7))
+    whole, bank = DonorFaces(64, 1.75), DonorFaces(64, 1.75, face_only=True)
+    only = bank.crops(z)
+    for i in range(3):
+        region = align.face_region(bank._lookup(z[i : i + 1])[0][1], 64) > 0
+        far = cv2.dilate(region.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+        assert (np.abs(only[i][far].astype(int) - 128) <= 1).all()  # hair and background: mid-grey
+        inner = cv2.erode(region.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        assert np.abs(only[i][inner].astype(int) - whole.crops(z[i : i + 1])[0][inner]).max() <= 2
+
+    faces = TeacherFaces(seed=3).sample(6)
+    a = make_batch(faces, 64, 1.75, np.random.default_rng(0), swap_prob=1.0)
+    b = make_batch(faces, 64, 1.75, np.random.default_rng(0), swap_prob=1.0, donor_face_only=True)
+    assert torch.equal(a.z, b.z) and torch.equal(a.mask, b.mask) and torch.equal(a.natural, b.natural)
+    grey = (b.donor.abs() < 0.01).all(1)  # mid-grey is 0 in [-1, 1]
+    assert 0.5 < grey.float().mean() < 0.95
+    # each swap changed less of its crop than a whole-ellipse swap, inside what that one changed
+    changed_a = (a.image != a.natural).any(1)
+    changed_b = (b.image != b.natural).any(1)
+    for i in range(6):
+        assert changed_b[i].sum() < 0.8 * changed_a[i].sum()
+        assert (changed_b[i] & ~changed_a[i]).float().mean() < 0.01

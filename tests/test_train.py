@@ -513,11 +513,12 @@ def test_resume_switches_the_donor_warp(tmp_path):
     assert read_checkpoint(b)["train"]["step"] == 2
     assert run(c, "--steps", "3", "--resume", str(b)).donor_warp
     assert not run(d, "--steps", "4", "--resume", str(c), "--no-donor-warp").donor_warp
-    # the padding fill is switched the same way, and kept by later resumes
+    # the padding fill and face-only donors are switched the same way, and kept by later resumes
     e, f = tmp_path / "e.pt", tmp_path / "f.pt"
     assert run(e, "--steps", "5", "--resume", str(d), "--fill-padding").fill_padding
-    got = run(f, "--steps", "6", "--resume", str(e))
-    assert got.fill_padding and not got.donor_warp
+    got = run(f, "--steps", "6", "--resume", str(e), "--donor-face-only")
+    assert got.fill_padding and got.donor_face_only and not got.donor_warp
+    assert run(tmp_path / "h.pt", "--steps", "7", "--resume", str(f)).donor_face_only
     # the warp needs a donor generator
     res = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "g.pt"), "--steps", "1", "--donor-warp"])
     assert res.exit_code != 0 and "donor" in res.output

@@ -142,6 +142,40 @@ def ellipse_params(xyxy: np.ndarray, mask_scale: float) -> tuple[np.ndarray, np.
     return c.astype(np.float64), (half * ELLIPSE_FACTOR).astype(np.float64)
 
 
+# The skin of a face, from its 5 landmarks (eye centre e, mouth centre m, eye distance w):
+# an ellipse centred at e + FACE_CENTRE (m - e), semi-axes FACE_HALF_WIDTH w across and
+# FACE_HALF_HEIGHT |m - e| along the face. On TEMPLATE_IN_BOX that is x 0.06-0.94 and
+# y 0.13-1.03 of the box: cheeks to chin, below the hairline, none of the background
+# beside the temples that the box's own ellipse holds.
+FACE_CENTRE = 0.51
+FACE_HALF_WIDTH = 1.05
+FACE_HALF_HEIGHT = 1.25
+
+
+def face_region(points: np.ndarray, resolution: int) -> np.ndarray:
+    """float32 (res, res): 1 on the face's skin by its 5 landmarks in crop pixels, else 0."""
+    p = np.asarray(points, np.float64)
+    eyes, mouth = (p[0] + p[1]) / 2, (p[3] + p[4]) / 2
+    down = mouth - eyes
+    d = max(float(np.hypot(*down)), 1e-6)
+    w = max(float(np.hypot(*(p[1] - p[0]))), 1e-6)
+    down = down / d
+    c = eyes + FACE_CENTRE * d * down
+    r = np.arange(resolution, dtype=np.float64)
+    dx, dy = r[None, :] - c[0], r[:, None] - c[1]
+    along = dx * down[0] + dy * down[1]
+    across = dx * down[1] - dy * down[0]
+    return ((across / (FACE_HALF_WIDTH * w)) ** 2 + (along / (FACE_HALF_HEIGHT * d)) ** 2 <= 1.0).astype(np.float32)
+
+
+def face_only(crop: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """A donor crop with everything but its face (`face_region`, feathered) turned mid-grey,
+    so that a generator can take the face from it and nothing of its hair or background."""
+    res = crop.shape[0]
+    alpha = cv2.GaussianBlur(face_region(points, res), (0, 0), sigmaX=res / 40)[..., None]
+    return np.clip(crop * alpha + 127.5 * (1 - alpha), 0, 255).round().astype(np.uint8)
+
+
 def grown_ellipse(m: np.ndarray, xyxy: np.ndarray, mask_scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Centre and semi-axes (frame pixels) of the region the generator replaces: the filter
     ellipse grown by MARGIN crop pixels (and at least MARGIN frame pixels) under frame->crop `m`."""

@@ -45,16 +45,24 @@ class DonorFaces:
         device: where the teacher runs.
         fill_padding: fill the crop's padding past the draw smoothly
             (`align.fill_padding`; the generator's `fill_padding`).
+        face_only: give the face alone, its hair and background mid-grey
+            (`align.face_only`; the generator's `donor_face_only`).
     """
 
     def __init__(
-        self, resolution: int, crop_factor: float, device: torch.device | str = "cpu", fill_padding: bool = False
+        self,
+        resolution: int,
+        crop_factor: float,
+        device: torch.device | str = "cpu",
+        fill_padding: bool = False,
+        face_only: bool = False,
     ) -> None:
         from vidanon.detect.yunet import YuNetDetector
 
         self.resolution = resolution
         self.crop_factor = crop_factor
         self.fill_padding = fill_padding
+        self.face_only = face_only
         self.device = torch.device(device)
         self.teacher = load_teacher(self.device)
         self.detector = YuNetDetector(DetectConfig(score_threshold=0.6))
@@ -68,6 +76,8 @@ class DonorFaces:
             image, box[None], landmarks[None], self.resolution, self.crop_factor, 1.0, with_valid=self.fill_padding
         )
         crop = align.fill_padding(crops.images[0], crops.valid[0]) if self.fill_padding else crops.images[0]
+        if self.face_only:
+            crop = align.face_only(crop, crops.points[0])
         return crop, crops.points[0]
 
     @torch.inference_mode()

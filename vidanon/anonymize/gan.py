@@ -156,7 +156,8 @@ class GanCoverer:
         # a donor generator takes the DCGAN teacher's face for each z (cached per z, so once per track)
         self.donors = None
         if self.gcfg.donor:
-            self.donors = DonorFaces(self.gcfg.resolution, self.gcfg.crop_factor, self.device, self.gcfg.fill_padding)
+            g = self.gcfg
+            self.donors = DonorFaces(g.resolution, g.crop_factor, self.device, g.fill_padding, g.donor_face_only)
         # crops and paste-back warps of several faces in parallel (OpenCV releases the GIL);
         # only on machines with cores to spare beside decode, detection and encode
         workers = face_workers(cfg.face_workers)

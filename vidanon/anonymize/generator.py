@@ -52,6 +52,11 @@ class GeneratorConfig:
             (`align.fill_padding`) instead of streaked by repeated edge
             pixels: training crops and, at inference, donor faces. Off in
             older checkpoints.
+        donor_face_only: the donor is given as its face alone (`align.face_only`:
+            hair and background mid-grey), and a training swap blends in that
+            face region only, so the generator never sees, and never learns to
+            copy, the donor's hair and background (the oval "sticker" edge and
+            colour crescents). Off in older checkpoints.
     """
 
     resolution: int = 64
@@ -63,6 +68,7 @@ class GeneratorConfig:
     donor: bool = False
     donor_warp: bool = False
     fill_padding: bool = False
+    donor_face_only: bool = False
 
     def __post_init__(self) -> None:
         if self.resolution not in RESOLUTIONS:
@@ -75,8 +81,8 @@ class GeneratorConfig:
             )
         if not 1.2 <= self.crop_factor <= 3.0:
             raise ValueError(f"crop_factor must be in [1.2, 3], got {self.crop_factor}")
-        if self.donor_warp and not self.donor:
-            raise ValueError("donor_warp needs a donor generator")
+        if (self.donor_warp or self.donor_face_only) and not self.donor:
+            raise ValueError("donor_warp and donor_face_only need a donor generator")
 
     @property
     def levels(self) -> int:
@@ -96,10 +102,10 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorConfig:
-        """Strict: unknown or missing keys raise ValueError ("donor", "donor_warp" and
-        "fill_padding" may be missing: older files)."""
+        """Strict: unknown or missing keys raise ValueError ("donor", "donor_warp",
+        "fill_padding" and "donor_face_only" may be missing: older files)."""
         names = {f.name for f in fields(cls)}
-        d = {"donor": False, "donor_warp": False, "fill_padding": False, **d}
+        d = {"donor": False, "donor_warp": False, "fill_padding": False, "donor_face_only": False, **d}
         if set(d) != names:
             raise ValueError(f"generator config keys {sorted(d)} do not match {sorted(names)}")
         return cls(**d)

@@ -146,6 +146,15 @@ def train_cmd(
             "targets. Default: the resumed checkpoint's, else off.",
         ),
     ] = None,
+    donor_face_only: Annotated[
+        bool | None,
+        typer.Option(
+            "--donor-face-only/--no-donor-face-only",
+            help="Give the donor as its face alone (hair and background mid-grey), in training and at "
+            "inference, and blend only the face region into training swaps, so the generator never copies "
+            "the donor's hair and background. Default: the resumed checkpoint's, else off.",
+        ),
+    ] = None,
     swap_prob: Annotated[
         float | None,
         typer.Option(
@@ -238,7 +247,9 @@ def train_cmd(
         "swaps: --swap-prob %g --swap-scale %g; --relight %g", swap_prob, swap_scale, relight
     )
     gcfg = None
-    if resume is None or any(v is not None for v in (resolution, width, donor, donor_warp, fill_padding)):
+    if resume is None or any(
+        v is not None for v in (resolution, width, donor, donor_warp, fill_padding, donor_face_only)
+    ):
         kwargs = {}
         if resolution is not None:
             kwargs["resolution"] = resolution
@@ -250,6 +261,8 @@ def train_cmd(
             kwargs["donor_warp"] = donor_warp
         if fill_padding is not None:
             kwargs["fill_padding"] = fill_padding
+        if donor_face_only is not None:
+            kwargs["donor_face_only"] = donor_face_only
         # resuming, what is not asked for comes from the checkpoint (a conflicting request is the trainer's error)
         want = config_of(blob, resume).to_dict() if blob is not None else {}
         want.update(kwargs)

@@ -303,6 +303,7 @@ def make_batch(
     donor_warp: bool = False,
     fill_padding: bool = False,
     relight_prob: float = 0.0,
+    donor_face_only: bool = False,
 ) -> Batch:
     """Aligned, augmented crops of `faces`.
 
@@ -325,7 +326,11 @@ def make_batch(
     (`align.fill_padding`) before any swap; `valid` still marks it. With
     `relight_prob` > 0, that share of the crops is shown under another light
     (`relight`), after any swap and for the whole crop, while its donor stays as
-    drawn: the generator learns to fit a donor to the context's light.
+    drawn: the generator learns to fit a donor to the context's light. With
+    `donor_face_only`, every donor is its face alone (`align.face_only`, by its
+    own landmarks) and a swap blends in the crop's face region only
+    (`align.face_region`, feathered), not the box's ellipse with the donor's
+    hair and background at its edge.
     """
     crops = []
     zs = []
@@ -359,28 +364,40 @@ def make_batch(
             image[i] = align.fill_padding(image[i], valid[i])
     z_all = np.stack(zs) if len(zs) == len(faces) else None
     donor = image if z_all is not None else None
+    if donor is not None and donor_face_only:
+        donor = np.stack([align.face_only(image[i], true_points[i]) for i in range(len(image))])
     natural = natural_valid = None
     if swap_prob > 0 and z_all is not None and len(faces) > 1:
         chosen = np.flatnonzero(rng.random(len(faces)) < swap_prob)
         if len(chosen):
             # a donor for each chosen crop: any other face of the batch
             donors = (chosen + rng.integers(1, len(faces), len(chosen))) % len(faces)
-            alpha = np.stack(
-                [swap_alpha(crops[i].transforms[0], faces[i].xyxy, masks[i], resolution, swap_scale) for i in chosen]
-            )
+            if donor_face_only:
+                alpha = np.stack([face_alpha(true_points[i], masks[i]) for i in chosen])
+            else:
+                alpha = np.stack(
+                    [
+                        swap_alpha(crops[i].transforms[0], faces[i].xyxy, masks[i], resolution, swap_scale)
+                        for i in chosen
+                    ]
+                )
             # image, valid and z_all are this function's own arrays: keep the crops as drawn
             natural, natural_valid = image.copy(), valid.copy()
             given, given_valid = natural[donors], natural_valid[donors]
+            # the input shows the donor's face alone; the blend takes the crop's face region of it
+            shown = donor[donors] if donor_face_only else given
             if donor_warp:
                 for k, (i, j) in enumerate(zip(chosen, donors)):
                     # the donor's features go where the crop's heatmaps put the face
                     maps = morph.warp_maps(true_points[j], crops[i].points[0], resolution)
                     given[k] = morph.apply(given[k], maps)
                     given_valid[k] = morph.apply(given_valid[k], maps, cv2.BORDER_CONSTANT)
+                    if donor_face_only:
+                        shown[k] = morph.apply(shown[k], maps)
             image[chosen], valid[chosen] = swap_faces(image[chosen], valid[chosen], given, given_valid, alpha)
             z_all[chosen] = z_all[donors]  # fancy indexing copies the right side first
-            donor = natural.copy()
-            donor[chosen] = given
+            donor = donor.copy() if donor_face_only else natural.copy()
+            donor[chosen] = shown if donor_face_only else given
     if relight_prob > 0:
         lit = np.flatnonzero(rng.random(len(faces)) < relight_prob)
         if len(lit):
@@ -412,6 +429,14 @@ def swap_alpha(
     generated, not given)."""
     inner = align.crop_mask(m, np.asarray(xyxy, np.float64), scale, resolution)
     soft = cv2.GaussianBlur(inner, (0, 0), sigmaX=resolution / 40)
+    return (soft * mask).astype(np.float32)
+
+
+def face_alpha(points: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Blend weight of a donor face under `donor_face_only`: the crop's face region by its own
+    landmarks (`align.face_region`), feathered as `swap_alpha`, never outside the mask."""
+    res = mask.shape[0]
+    soft = cv2.GaussianBlur(align.face_region(points, res), (0, 0), sigmaX=res / 40)
     return (soft * mask).astype(np.float32)
 
 
@@ -465,6 +490,7 @@ class BatchSpec:
     donor_warp: bool = False
     fill_padding: bool = False
     relight_prob: float = 0.0
+    donor_face_only: bool = False
     folder_index: tuple | None = None
 
     def make(self, faces: list[Face], rng: np.random.Generator) -> Batch:
@@ -479,6 +505,7 @@ class BatchSpec:
             donor_warp=self.donor_warp,
             fill_padding=self.fill_padding,
             relight_prob=self.relight_prob,
+            donor_face_only=self.donor_face_only,
         )
 
 

@@ -226,8 +226,9 @@ class Trainer:
             if gcfg is None:
                 gcfg = ckpt_g
             else:
-                # the donor warp and the padding fill change the inputs, not the weights: a run may switch them
-                inputs_only = {"donor_warp": False, "fill_padding": False}
+                # the donor warp, the padding fill and the face-only donor change the inputs, not the
+                # weights: a run may switch them
+                inputs_only = {"donor_warp": False, "fill_padding": False, "donor_face_only": False}
                 same_weights = replace(gcfg, **inputs_only) == replace(ckpt_g, **inputs_only)
                 self._widen = bool(
                     gcfg.donor
@@ -278,6 +279,7 @@ class Trainer:
             donor_warp=self.gcfg.donor_warp,
             fill_padding=self.gcfg.fill_padding,
             relight_prob=cfg.relight_prob,
+            donor_face_only=self.gcfg.donor_face_only,
         )
         workers = cfg.data_workers
         if cfg.data_processes:
