@@ -168,11 +168,15 @@ def face_region(points: np.ndarray, resolution: int) -> np.ndarray:
     return ((across / (FACE_HALF_WIDTH * w)) ** 2 + (along / (FACE_HALF_HEIGHT * d)) ** 2 <= 1.0).astype(np.float32)
 
 
+def face_alpha(points: np.ndarray, resolution: int) -> np.ndarray:
+    """`face_region`, feathered by a Gaussian of resolution / 40 (a training swap's feather)."""
+    return cv2.GaussianBlur(face_region(points, resolution), (0, 0), sigmaX=resolution / 40)
+
+
 def face_only(crop: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """A donor crop with everything but its face (`face_region`, feathered) turned mid-grey,
-    so that a generator can take the face from it and nothing of its hair or background."""
-    res = crop.shape[0]
-    alpha = cv2.GaussianBlur(face_region(points, res), (0, 0), sigmaX=res / 40)[..., None]
+    """A donor crop with everything but its face (`face_alpha`) turned mid-grey, so that a
+    generator can take the face from it and nothing of its hair or background."""
+    alpha = face_alpha(points, crop.shape[0])[..., None]
     return np.clip(crop * alpha + 127.5 * (1 - alpha), 0, 255).round().astype(np.uint8)
 
 

@@ -156,19 +156,14 @@ class FaceTracker:
             if self.cfg.smoothing:
                 vec = np.concatenate([raw_box, dets.landmarks[i].reshape(-1)])
                 size = float(max(raw_box[2] - raw_box[0], raw_box[3] - raw_box[1], 1.0))
-                sm, carried = None, False
-                c = st.carry if st.carry is not None and 0 < frame_index - st.carry[0] <= MOTION_MAX_GAP else None
-                since = grays.get(c[0]) if c is not None else None
-                if gray is not None and since is not None:
-                    m = face_motion(since, gray, c[1])
-                    if m is not None:
-                        # where last frame's face moved with the image, pulled slowly towards the detection
-                        box_m, lm_m = move_face(m, c[1], c[2])
-                        pred = np.concatenate([box_m, lm_m.reshape(-1)])
-                        sm = st.filter.reset(pred + self.cfg.motion_gain * (vec - pred))
-                        self.motion_steps += 1
-                        carried = True
-                if sm is None:
+                moved = _follow(st, grays, gray, frame_index, MOTION_MAX_GAP)
+                carried = moved is not None
+                if carried:
+                    # where last frame's face moved with the image, pulled slowly towards the detection
+                    pred = np.concatenate([moved[0], moved[1].reshape(-1)])
+                    sm = st.filter.reset(pred + self.cfg.motion_gain * (vec - pred))
+                    self.motion_steps += 1
+                else:
                     sm = st.filter(vec, scale=size)
                 if np.abs(sm[4:] - vec[4:]).max() > LANDMARK_SNAP * size:
                     sm = st.filter.reset(vec)  # the face turned or changed: follow the detection
@@ -209,8 +204,11 @@ class FaceTracker:
             box = np.concatenate([c - half, c + half])
             rel = (st.last_lm - st.last_box[:2]) / np.maximum(st.last_box[2:] - st.last_box[:2], 1.0)
             lm = box[:2] + rel * (box[2:] - box[:2])
-            carried = self._carry(st, grays, gray, frame_index)
+            # from the previous frame only; when it cannot be followed, nothing is carried on and
+            # the next detection within MOTION_MAX_GAP of the last placement still starts from it
+            carried = _follow(st, grays, gray, frame_index, 1)
             if carried is not None:
+                st.carry = (frame_index, *carried)
                 # followed by its own image motion: the landmarks go there, and the box also holds
                 # the carried face's (the cover only grows)
                 cbox, lm = carried
@@ -233,19 +231,15 @@ class FaceTracker:
             out = FaceDetections.concat([out, pred])
         return out
 
-    def _carry(
-        self, st: _TrackState, grays: dict[int, np.ndarray], gray: np.ndarray | None, frame_index: int
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """An undetected face's (box, landmarks) in this frame, carried by its image motion from
-        where it was placed in the previous frame; None without that frame or when the motion
-        cannot be followed (an occluder, the face gone): then the next detection within
-        MOTION_MAX_GAP of the last placement still starts from it, and nothing is carried on."""
-        c = st.carry
-        if gray is None or c is None or c[0] != frame_index - 1 or c[0] not in grays:
-            return None
-        m = face_motion(grays[c[0]], gray, c[1])
-        if m is None:
-            return None
-        box, lm = move_face(m, c[1], c[2])
-        st.carry = (frame_index, box, lm)
-        return box, lm
+
+def _follow(
+    st: _TrackState, grays: dict[int, np.ndarray], gray: np.ndarray | None, frame_index: int, max_gap: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A face's (box, landmarks) in this frame, moved by its image motion from where it was last
+    placed (`_TrackState.carry`) at most `max_gap` frames back; None without this frame or that
+    one, or when the motion cannot be followed (an occluder, the face gone)."""
+    c = st.carry
+    if gray is None or c is None or not 0 < frame_index - c[0] <= max_gap or c[0] not in grays:
+        return None
+    m = face_motion(grays[c[0]], gray, c[1])
+    return None if m is None else move_face(m, c[1], c[2])

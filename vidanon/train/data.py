@@ -373,7 +373,8 @@ def make_batch(
             # a donor for each chosen crop: any other face of the batch
             donors = (chosen + rng.integers(1, len(faces), len(chosen))) % len(faces)
             if donor_face_only:
-                alpha = np.stack([face_alpha(true_points[i], masks[i]) for i in chosen])
+                # the crop's face region by its own landmarks, feathered, never outside the mask
+                alpha = np.stack([align.face_alpha(true_points[i], resolution) * masks[i] for i in chosen])
             else:
                 alpha = np.stack(
                     [
@@ -396,14 +397,13 @@ def make_batch(
                         shown[k] = morph.apply(shown[k], maps)
             image[chosen], valid[chosen] = swap_faces(image[chosen], valid[chosen], given, given_valid, alpha)
             z_all[chosen] = z_all[donors]  # fancy indexing copies the right side first
-            donor = donor.copy() if donor_face_only else natural.copy()
-            donor[chosen] = shown if donor_face_only else given
+            if not donor_face_only:  # a face-only donor array is already this function's own
+                donor = natural.copy()
+            donor[chosen] = shown
     if relight_prob > 0:
         lit = np.flatnonzero(rng.random(len(faces)) < relight_prob)
         if len(lit):
-            # new arrays: the donor may be the very array `image` was (no swap)
-            image = image.copy()
-            natural = None if natural is None else natural.copy()
+            image = image.copy()  # the donor may be the very array `image` was (no swap)
             for i in lit:
                 params = relight_params(rng)
                 image[i] = relight(image[i], params)
@@ -429,14 +429,6 @@ def swap_alpha(
     generated, not given)."""
     inner = align.crop_mask(m, np.asarray(xyxy, np.float64), scale, resolution)
     soft = cv2.GaussianBlur(inner, (0, 0), sigmaX=resolution / 40)
-    return (soft * mask).astype(np.float32)
-
-
-def face_alpha(points: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Blend weight of a donor face under `donor_face_only`: the crop's face region by its own
-    landmarks (`align.face_region`), feathered as `swap_alpha`, never outside the mask."""
-    res = mask.shape[0]
-    soft = cv2.GaussianBlur(align.face_region(points, res), (0, 0), sigmaX=res / 40)
     return (soft * mask).astype(np.float32)
 
 
