@@ -11,9 +11,11 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from conftest import decode_rgb, leaked_faces, stream_packets, video_pts, video_times
@@ -151,6 +153,39 @@ def test_output_refused(tmp_path, small_clip, setup, needle):
         assert src.read_bytes() == before
 
 
+def test_unwritable_output_folder_is_refused_before_the_work(small_clip):
+    """A folder nothing can be written in (read-only, no permission) is refused up front with
+    its reason, not after the run as a muxing failure that names the temporary file."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(dir="/sys")
+    except OSError:
+        pass
+    else:  # pragma: no cover - a machine whose /sys is writable
+        os.close(fd)
+        os.unlink(probe)
+        pytest.skip("/sys is writable here")
+    r = run_cli("anonymize", small_clip, "/sys/o.mp4")
+    assert_one_line_error(r, 2, "/sys/o.mp4", "cannot write in /sys")
+    assert ".vidanon-" not in r.stderr
+
+
+@pytest.mark.parametrize("option", ["--tracks", "--json-summary"])
+def test_side_files_in_a_missing_folder_are_refused_before_the_work(tmp_path, small_clip, option):
+    """A side file that could not be written at the end fails the run before any output."""
+    out = tmp_path / "o.mp4"
+    r = run_cli("anonymize", small_clip, out, option, tmp_path / "nodir" / "x.json")
+    assert_one_line_error(r, 2, option, "does not exist")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_an_unknown_output_format_names_the_output(tmp_path, small_clip):
+    r = run_cli("anonymize", small_clip, tmp_path / "o.unknownext")
+    assert_one_line_error(r, 2, str(tmp_path / "o.unknownext"), "cannot create output")
+    assert ".vidanon-" not in r.stderr and leftovers(tmp_path) == []
+
+
 def test_refuses_to_replace_a_device(small_clip):
     r = run_cli("anonymize", small_clip, "/dev/full", "--overwrite")
     assert_one_line_error(r, 2, "/dev/full", "not a regular file")
@@ -278,6 +313,138 @@ def test_multi_audio_and_subtitles_kept_in_mkv(media, tmp_path, small_clip):
     assert stream_packets(out, "audio", 0) == stream_packets(src, "audio", 0)
     assert stream_packets(out, "audio", 1) == stream_packets(src, "audio", 1)
     assert s.streams_dropped == [] and len(s.streams_copied) == 3
+
+
+def _with_tone(path: Path, clip: Path, codec: str, rate: int, layout: str, start: float) -> Path:
+    """The clip's video packets and a 0.3 s tone in `codec` audio (`rate` Hz, `layout`) that
+    begins `start` seconds after the video."""
+    with av.open(str(clip)) as i, av.open(str(path), "w") as o:
+        vs = o.add_stream_from_template(i.streams.video[0])
+        a = o.add_stream(codec, rate=rate)
+        a.layout = layout
+        for p in i.demux(i.streams.video[0]):
+            if p.size:
+                p.stream = vs
+                o.mux(p)
+        channels, size = a.codec_context.layout.nb_channels, a.codec_context.frame_size or 1024
+        first = round(start * rate)
+        for k in range(0, round(0.3 * rate), size):
+            tone = (8000 * np.sin(2 * np.pi * 440 * (np.arange(k, k + size) / rate))).astype(np.int16)
+            f = av.AudioFrame.from_ndarray(np.tile(tone, channels)[None], format="s16", layout=layout)
+            f.sample_rate, f.pts, f.time_base = rate, first + k, Fraction(1, rate)
+            for p in a.encode(f):
+                o.mux(p)
+        for p in a.encode(None):
+            o.mux(p)
+    return path
+
+
+def _audio_start_and_length(path: Path) -> tuple[str, int, float, float]:
+    with av.open(str(path)) as c:
+        frames = list(c.decode(audio=0))
+        a = c.streams.audio[0]
+        return (
+            a.codec_context.name,
+            a.rate,
+            float(frames[0].pts * frames[0].time_base),
+            sum(f.samples for f in frames) / a.rate,
+        )
+
+
+@pytest.mark.parametrize(
+    "codec, rate, layout, source, suffix, encoder",
+    [
+        # Opus (WebM's audio codec) takes 48 kHz, not the 44.1 kHz usual in mp4
+        ("aac", 44100, "stereo", ".mp4", ".webm", "opus"),
+        # mp4 takes PCM only with named channels, and says so only in its trailer
+        ("pcm_s16le", 48000, "2 channels", ".mkv", ".mp4", "aac"),
+    ],
+    ids=["aac-44k-to-webm", "unnamed-pcm-to-mp4"],
+)
+def test_audio_the_output_cannot_copy_is_reencoded_in_sync(
+    media, tmp_path, small_clip, codec, rate, layout, source, suffix, encoder
+):
+    """Audio re-encoded for the output container: in a rate and channel layout its encoder
+    takes, and starting when the input's did (0.2 s after the video here), not at 0."""
+    src = _with_tone(media / f"tone-{codec}{source}", small_clip, codec, rate, layout, start=0.2)
+    _, _, start, length = _audio_start_and_length(src)
+    assert abs(start - 0.2) < 0.03
+    out = tmp_path / f"o{suffix}"
+    s = anonymize_video(src, out)
+    assert len(s.streams_reencoded) == 1 and s.streams_dropped == []
+    name, out_rate, out_start, out_length = _audio_start_and_length(out)
+    assert name == encoder and out_rate in av.Codec(encoder, "w").audio_rates
+    # encoders pad the start (AAC 1024 samples, Opus its pre-skip): within 25 ms
+    assert abs(out_start - start) < 0.025 and abs(out_length - length) < 0.05
+    assert video_times(out) == video_times(src)
+
+
+def test_an_edit_list_is_not_damage(tmp_path, small_clip):
+    """An mp4 whose edit list trims its first frames declares more frames than it shows:
+    not damage, so --strict takes it."""
+    frames = decode_rgb(small_clip)
+    src = tmp_path / "trimmed.mp4"
+    with av.open(str(src), "w") as c:
+        st = c.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        for k, rgb in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f.pts, f.time_base = k - 3, Fraction(1, 25)  # frames before 0: the muxer trims them by an edit list
+            for p in st.encode(f):
+                c.mux(p)
+        for p in st.encode(None):
+            c.mux(p)
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].frames == len(frames)
+    s = anonymize_video(src, tmp_path / "o.mp4", PipelineConfig(strict=True))
+    assert s.frames_written == len(frames) - 3 and s.corrupt_packets == 0 and s.warnings == []
+
+
+def test_a_mirroring_display_matrix_is_kept(media, tmp_path, detector):
+    """A phone's front camera may store its picture mirrored and say so in the display
+    matrix; the output keeps that matrix whole (turned and mirrored), and every face covered."""
+    up = photo("faceapi-sample4.jpg")
+    src = tmp_path / "mirrored.mp4"
+    with av.open(str(src), "w") as c:
+        st = c.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = 270, 480, "yuv420p"
+        st.set_display_rotation(90, hflip=True)
+        stored_rgb = np.ascontiguousarray(np.rot90(cv2.resize(up, (480, 270)), -1))
+        for k in range(4):
+            f = av.VideoFrame.from_ndarray(stored_rgb, format="rgb24")
+            f.pts, f.time_base = k, Fraction(1, 25)
+            for p in st.encode(f):
+                c.mux(p)
+        for p in st.encode(None):
+            c.mux(p)
+
+    def matrix(path: Path) -> bytes:
+        with av.open(str(path)) as c:
+            return bytes(next(sd for sd in next(c.decode(video=0)).side_data if sd.type.name == "DISPLAYMATRIX"))
+
+    out = tmp_path / "o.mp4"
+    anonymize_video(src, out)
+    assert matrix(out) == matrix(src)
+    original = decode_rgb(src)
+    assert len(detector.detect(original[0])) >= 3
+    assert leaked_faces(detector, original, decode_rgb(out)) == []
+
+
+def test_a_frame_size_change_mid_stream_is_said(tmp_path, detector):
+    """Two transport streams of different sizes played one after the other (as a broadcast or
+    a joined recording does): every frame is written, at the first size, and the run says so."""
+    a = write_video(tmp_path / "a.ts", [(photo("faceapi-sample4.jpg"), 6)], size=(320, 180), audio=False)
+    b = write_video(tmp_path / "b.ts", [(photo("faceapi-sample4.jpg"), 6)], size=(480, 270), audio=False)
+    src = tmp_path / "joined.ts"
+    src.write_bytes(a.read_bytes() + b.read_bytes())
+    out = tmp_path / "o.mp4"
+    s = anonymize_video(src, out)
+    assert s.frames_written == 12
+    assert any("frame size changes" in w and "6 frame(s) are not 320x180" in w for w in s.warnings), s.warnings
+    frames = decode_rgb(out)
+    assert len(frames) == 12 and {f.shape for f in frames} == {(180, 320, 3)}
+    first = decode_rgb(src)[:6]
+    assert len(detector.detect(first[0])) >= 3 and leaked_faces(detector, first, frames[:6]) == []
 
 
 @pytest.mark.parametrize("suffix", [".mov", ".mkv", ".webm", ".avi", ".mp4", ".ts", ".m2ts", ".mpg", ".ogv"])

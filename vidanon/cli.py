@@ -18,7 +18,7 @@ from pathlib import Path
 import typer
 
 from vidanon import __version__
-from vidanon.errors import ConfigError, VidanonError
+from vidanon.errors import ConfigError, OutputError, VidanonError
 
 app = typer.Typer(
     add_completion=False,
@@ -285,8 +285,10 @@ def anonymize(
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        from vidanon.pipeline import anonymize_path
+        from vidanon.pipeline import anonymize_path, check_side_output
 
+        if json_summary is not None:
+            check_side_output(json_summary, "--json-summary")
         bar = Progress() if (not quiet and sys.stderr.isatty()) else None
         try:
             summary = anonymize_path(input, output, cfg, tracks_path=tracks, overwrite=overwrite, progress=bar)
@@ -296,7 +298,10 @@ def anonymize(
         for w in summary.warnings:
             _warn(w)
         if json_summary is not None:
-            json_summary.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+            try:
+                json_summary.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+            except OSError as exc:
+                raise OutputError(f"{json_summary}: could not write the run summary ({exc.strerror or exc})") from None
         if not quiet:
             fps = summary.frames_written / max(summary.seconds, 1e-6)
             streams = f", {len(summary.streams_copied)} stream(s) copied" if summary.streams_copied else ""

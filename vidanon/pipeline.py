@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import queue
+import tempfile
 import threading
 import time
 from collections import deque
@@ -88,6 +89,39 @@ def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
             raise OutputError(f"{dst}: exists and is not a regular file; refusing to replace it")
         if dst.exists() and not overwrite:
             raise OutputError(f"{dst}: already exists (use --overwrite to replace it)")
+        check_writable(dst, parent)
+
+
+def check_writable(path: Path, folder: Path) -> None:
+    """Refuses `path` when nothing can be written in `folder`, its folder (read-only, no
+    permission), before any work: a file is made there and removed again."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".vidanon-probe-", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write in {folder} ({exc.strerror or type(exc).__name__})") from None
+    os.close(fd)
+    _remove(Path(probe))
+
+
+def check_side_output(path: Path, what: str) -> None:
+    """Refuses a path for a side file (`what`: "--tracks", "--json-summary") that could not be
+    written at the end of the run: a missing or read-only folder, or a directory."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{path}: {what} directory {parent} does not exist")
+    if path.is_dir():
+        raise OutputError(f"{path}: {what} is a directory, expected a file path")
+    check_writable(path, parent)
+
+
+def _reached_end(stream, last_pts: int | None, rate) -> bool:
+    """Whether decoding reached the end of the video stream's timeline (within half a frame
+    past the last one): then fewer frames than the container declares are not damage (an
+    mp4 edit list trims frames its count includes; AVI counts its empty drop-frame entries)."""
+    if last_pts is None or not stream.duration or not rate:
+        return False
+    step = 1 / (rate * stream.time_base)
+    return last_pts + 1.5 * step >= (stream.start_time or 0) + stream.duration
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -508,6 +542,8 @@ def anonymize_video(
     cfg = cfg or PipelineConfig()
     src, dst = Path(src), Path(dst)
     check_paths(src, dst, overwrite)
+    if tracks_path is not None:
+        check_side_output(Path(tracks_path), "--tracks")
     t0 = time.perf_counter()
     summary = RunSummary(input=str(src), output=str(dst))
     fa = frame_anonymizer or FrameAnonymizer(cfg)
@@ -516,7 +552,7 @@ def anonymize_video(
     stop = threading.Event()
     with _FFmpegErrors() as ff_errors, Demuxer(src) as dm:
         info = dm.info
-        writer = VideoWriter(tmp, _FORMATS.get(dst.suffix.lower()), dm, cfg.encode)
+        writer = VideoWriter(tmp, _FORMATS.get(dst.suffix.lower()), dm, cfg.encode, name=dst)
         dec_q: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
         enc_q: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
 
@@ -633,8 +669,11 @@ def anonymize_video(
             pst_t.start()
             enc_t.start()
             total = info.frames
+            last_pts = None  # the latest decoded frame's pts
             for item, detected in frames():
                 summary.frames_read += 1
+                if item.meta.pts is not None:
+                    last_pts = item.meta.pts if last_pts is None else max(last_pts, item.meta.pts)
                 cut = is_cut(item.rgb)
                 if cut:
                     last_cut = item.meta.index
@@ -662,6 +701,8 @@ def anonymize_video(
             writer.finish()
             expected = dm.info.frames
             missing = max(0, expected - summary.frames_read) if expected else 0
+            if missing and _reached_end(dm.video, last_pts, info.average_rate):
+                missing = 0
             summary.corrupt_packets = (
                 dm.stats.corrupt_packets + dm.stats.demux_errors + ff_errors.count(dm.source_names) + missing
             )
@@ -697,6 +738,11 @@ def anonymize_video(
     summary.streams_reencoded = st.streams_reencoded
     summary.streams_dropped = st.streams_dropped
     summary.warnings = writer.warnings + list(getattr(fa.coverer, "warnings", [])) + summary.warnings
+    if dm.stats.resized:
+        w, h = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
+        summary.warnings.append(
+            f"the frame size changes mid-stream: {dm.stats.resized} frame(s) are not {w}x{h} and were scaled to it"
+        )
     if st.pts_fixed:
         summary.warnings.append(f"{st.pts_fixed} frame(s) had missing or out-of-order timestamps; renumbered")
     summary.tracks = len(fa.track_ids)

@@ -114,6 +114,8 @@ class VideoInfo:
     rotation: int  # degrees counter-clockwise to display upright, one of 0, 90, 180, 270
     pix_fmt: str
     codec: str
+    # the input's display matrix (FFmpeg's 9 int32s) where it also mirrors the picture, else None
+    mirror_matrix: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class DecodeStats:
     corrupt_packets: int = 0
     demux_errors: int = 0
     frames: int = 0
+    resized: int = 0  # frames of another size than the first (the encoder scales them to it)
 
 
 def check_readable(path: Path) -> None:
@@ -77,6 +78,21 @@ def _rotation_of(stream: av.video.stream.VideoStream, first_frame: av.VideoFrame
             rot = 0
     rot = int(round(rot / 90.0)) * 90 % 360
     return rot
+
+
+def _mirror_matrix(first_frame: av.VideoFrame | None) -> tuple[int, ...] | None:
+    """The first frame's display matrix where it mirrors the picture as well as turning it
+    (a negative determinant; `frame.rotation` gives only the angle), else None."""
+    try:
+        found = [sd for sd in first_frame.side_data if sd.type.name == "DISPLAYMATRIX"]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if not found or len(bytes(found[0])) != 36:
+        return None
+    m = np.frombuffer(bytes(found[0]), np.int32)
+    if float(m[0]) * float(m[4]) - float(m[1]) * float(m[3]) >= 0:
+        return None
+    return tuple(int(v) for v in m)
 
 
 def _frame_rate(stream) -> Fraction | None:
@@ -164,6 +180,7 @@ class Demuxer:
             rotation=rot,
             pix_fmt=str(first.format.name),
             codec=self.video.codec_context.name,
+            mirror_matrix=_mirror_matrix(first),
         )
 
     def _next_packet(self) -> av.Packet | None:
@@ -197,10 +214,13 @@ class Demuxer:
         index = 0
         tb = self.info.time_base
         rot = self.info.rotation
+        size = (self.info.height, self.info.width) if rot in (90, 270) else (self.info.width, self.info.height)
 
         def emit(frames: list[av.VideoFrame]) -> Iterator[VideoItem]:
             nonlocal index
             for f in frames:
+                if (f.width, f.height) != size:
+                    self.stats.resized += 1
                 rgb = f.to_ndarray(format="rgb24")
                 meta = FrameMeta(index=index, pts=f.pts, time_base=tb)
                 index += 1

@@ -51,16 +51,46 @@ def _quiet_probe() -> Iterator[None]:
 
 def _can_mux(fmt: str, stream: av.stream.Stream) -> bool:
     """Whether the muxer really takes a copy of `stream`: some accept a codec in their
-    list and refuse it when writing the header (e.g. opus in mov)."""
+    list and refuse it when writing the header (e.g. opus in mov) or the trailer."""
     import io
 
     try:
         with _quiet_probe(), av.open(io.BytesIO(), "w", format=fmt) as probe:
-            probe.add_stream_from_template(stream)
+            copy = probe.add_stream_from_template(stream)
             probe.start_encoding()
+            if (stream.codec_context.name or "").startswith("pcm_"):
+                # raw samples are any bytes, so a packet of silence can be written: mp4
+                # refuses PCM of an unnamed channel layout only when it writes its trailer
+                packet = av.Packet(bytes(256 * max(1, stream.codec_context.channels or 1)))
+                packet.pts = packet.dts = 0
+                packet.stream = copy
+                probe.mux(packet)
         return True
     except (av.error.FFmpegError, ValueError, TypeError, OSError):
         return False
+
+
+def _audio_rate(codec: str, rate: int) -> int:
+    """`rate` if the encoder `codec` takes it, else the next higher rate it takes (the highest
+    if none is higher): Opus, WebM's audio codec, takes 48 kHz but not 44.1 kHz."""
+    try:
+        rates = av.Codec(codec, "w").audio_rates
+    except (av.error.FFmpegError, ValueError):
+        return rate
+    if not rates or rate in rates:
+        return rate
+    higher = [r for r in rates if r > rate]
+    return min(higher) if higher else max(rates)
+
+
+def _named_layout(layout: av.AudioLayout | None) -> str:
+    """The layout to re-encode audio in: the input's, or where its channels have no names
+    ("2 channels", as from raw PCM in Matroska, which AAC refuses), the usual one of as many."""
+    if layout is None:
+        return "stereo"
+    if any(ch.name != "NONE" for ch in layout.channels):
+        return layout.name
+    return {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(layout.nb_channels, layout.name)
 
 
 def _video_pix_fmt(codec: str, width: int, height: int) -> str:
@@ -159,10 +189,14 @@ class VideoWriter:
         fmt: container format name (from the final file's extension), or None to guess.
         demuxer: the open input; its streams are mapped on construction.
         cfg: encoder settings.
+        name: the path errors name (the final file's, where `path` is a temporary one).
     """
 
-    def __init__(self, path: Path, fmt: str | None, demuxer: Demuxer, cfg: EncodeConfig) -> None:
+    def __init__(
+        self, path: Path, fmt: str | None, demuxer: Demuxer, cfg: EncodeConfig, name: Path | None = None
+    ) -> None:
         self.path = path
+        self.name = name or path
         self.cfg = cfg
         self.info: VideoInfo = demuxer.info
         self.stats = EncodeStats()
@@ -170,7 +204,7 @@ class VideoWriter:
         try:
             self.out = av.open(str(path), "w", format=fmt)
         except (av.error.FFmpegError, ValueError, OSError) as exc:
-            raise OutputError(f"{path}: cannot create output ({str(exc).splitlines()[0]})") from None
+            raise OutputError(f"{self.name}: cannot create output ({str(exc).splitlines()[0]})") from None
         try:
             self._setup(demuxer)
         except BaseException:
@@ -209,10 +243,9 @@ class VideoWriter:
                     pass
             if s.type == "audio" and self.out.default_audio_codec not in (None, "none"):
                 codec = self.out.default_audio_codec
-                rate = s.codec_context.sample_rate or 48000
                 try:
-                    o = self.out.add_stream(codec, rate=rate)
-                    o.layout = s.codec_context.layout.name if s.codec_context.layout else "stereo"
+                    o = self.out.add_stream(codec, rate=_audio_rate(codec, s.codec_context.sample_rate or 48000))
+                    o.layout = _named_layout(s.codec_context.layout)
                     self._copy_meta(s, o)
                     self.map[s.index] = ("reencode", o, s.codec_context)
                     self.stats.streams_reencoded.append(desc)
@@ -276,6 +309,8 @@ class VideoWriter:
         opts = {}
         if codec in ("libx264", "libx265"):
             opts = {"crf": str(self.cfg.crf), "preset": self.cfg.preset}
+            if fmt == "avi":  # AVI stores no pts: B-frames' reordered times would be lost
+                opts["bf"] = "0"
         elif codec.startswith("libvpx"):
             opts = {"crf": str(min(63, self.cfg.crf + 12)), "b": "0", "deadline": "realtime", "cpu-used": "8"}
         elif codec.endswith("_nvenc"):
@@ -284,7 +319,9 @@ class VideoWriter:
         if codec in ("libx264", "libx265"):
             # a fixed count, not x264's "auto": the output bytes depend on it
             st.codec_context.thread_count = self.cfg.thread_count()
-        if info.rotation:
+        if info.mirror_matrix is not None:  # the input's own matrix: it turns and mirrors
+            st.set_display_matrix(info.mirror_matrix)
+        elif info.rotation:
             st.set_display_rotation(info.rotation)
         self._copy_meta(demuxer.video, st)
         return st
@@ -330,9 +367,13 @@ class VideoWriter:
             self.stats.packets_dropped += 1
             return
         for f in frames:
-            # the encoder's own clock, in samples from 0: decoded pts may start anywhere or be
-            # missing, and some muxers (ogg) refuse a first packet without a timestamp
-            start = self._audio_samples.get(item.stream_index, 0)
+            # the encoder's own clock, in samples: from the first frame's time (audio that
+            # starts after the video stays in sync; never before 0), then counted, as decoded
+            # pts may be missing later, and some muxers (ogg) refuse a packet without one
+            start = self._audio_samples.get(item.stream_index)
+            if start is None:
+                first = f.pts * f.time_base if f.pts is not None and f.time_base else 0
+                start = max(0, round(first * f.sample_rate))
             self._audio_samples[item.stream_index] = start + f.samples
             f.pts, f.time_base = start, Fraction(1, f.sample_rate)
             self._mux(ostream.encode(f))
@@ -350,7 +391,7 @@ class VideoWriter:
                         raise CodecError(f"muxing video failed: {str(exc).splitlines()[0]}") from None
                     self.stats.packets_dropped += 1
                     continue
-                raise _io_error(exc, self.path) from None
+                raise _io_error(exc, self.name) from None
 
     def finish(self) -> None:
         """Flushes every encoder and closes the file."""
@@ -363,9 +404,10 @@ class VideoWriter:
         except OutputError:
             self.abort()
             raise
-        except OSError as exc:
+        except (OSError, av.error.FFmpegError) as exc:
+            # a muxer may refuse a stream only when it writes the trailer
             self.abort()
-            raise _io_error(exc, self.path) from None
+            raise _io_error(exc, self.name) from None
 
     def abort(self) -> None:
         try:
