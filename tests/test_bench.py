@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from _media import CLIP_FRAMES, build_clips, clip_frames, photos_or_skip, write_video  # noqa: E402
 
-from vidanon.errors import InputError  # noqa: E402
+from vidanon.errors import InputError, OutputError  # noqa: E402
 from vidanon.metrics.bench import BenchConfig, run_bench  # noqa: E402
 
 ALL_FRAMES = list(range(CLIP_FRAMES))
@@ -121,6 +121,37 @@ def test_tracks_file(clips, tmp_path):
         run_bench(paths["original"], paths["original"], tracks)
 
 
+def test_a_tracks_file_that_lacks_faces_does_not_hide_leaks(clips, tmp_path):
+    """A tracks file of another clip, cut short or edited must not hide a leak: the faces the
+    detector finds in the original that the file lacks are measured too, and the run says so.
+    Here the "anonymized" video is the original and the file lists no face, or frames only up
+    to 2 (and frames past the video's end)."""
+    _, paths, boxes = clips
+    tracks = tmp_path / "t.json"
+    tracks.write_text(json.dumps({"version": 1, "video": {"width": 288, "height": 240}, "frames": []}))
+    r = run_bench(paths["original"], paths["original"], tracks)
+    assert r.leak.frames == ALL_FRAMES and r.faces == CLIP_FRAMES
+    assert any(f"lacks {CLIP_FRAMES} face(s)" in w for w in r.warnings), r.warnings
+    doc = _tracks_doc(boxes[:3], 288, 240, frames=None)
+    doc["frames"].append({"index": CLIP_FRAMES + 5, "pts": 0, "faces": []})
+    tracks.write_text(json.dumps(doc))
+    r = run_bench(paths["original"], paths["original"], tracks)
+    assert r.leak.frames == ALL_FRAMES and r.faces == CLIP_FRAMES  # the listed faces are not counted twice
+    assert any(f"lacks {CLIP_FRAMES - 3} face(s)" in w for w in r.warnings), r.warnings
+    assert any(f"frames up to {CLIP_FRAMES + 5}" in w for w in r.warnings), r.warnings
+
+
+@pytest.mark.parametrize("box", [[float("nan"), 0, 10, 10], [0, 0, 1e12, 10]], ids=["nan", "huge"])
+def test_a_tracks_file_with_broken_boxes_is_refused(clips, tmp_path, box):
+    _, paths, boxes = clips
+    doc = _tracks_doc(boxes[:2], 288, 240)
+    doc["frames"][1]["faces"][0]["xyxy"] = box
+    tracks = tmp_path / "t.json"
+    tracks.write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="frame entry 1 is malformed"):
+        run_bench(paths["original"], paths["original"], tracks)
+
+
 def test_display_rotation_is_applied(clips, tmp_path):
     """A phone video stored sideways is compared upright, like the pipeline's tracks."""
     _, paths, boxes = clips
@@ -202,6 +233,15 @@ def test_command(clips, tmp_path):
     assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = CliRunner().invoke(app, ["bench", str(paths["original"]), str(tmp_path / "nope.mp4")])
     assert isinstance(res.exception, InputError)
+    # side files that could not be written are refused before the measurement: nothing written
+    for extra, needle in (
+        (["--plot", str(tmp_path / "nodir" / "p.png")], "does not exist"),
+        (["--plot", str(tmp_path / "p.unknownext")], "image extension"),
+    ):
+        out_json.unlink(missing_ok=True)
+        res = CliRunner().invoke(app, args[:3] + ["--json", str(out_json)] + extra)
+        assert isinstance(res.exception, OutputError) and needle in str(res.exception), res.exception
+        assert not out_json.exists()
 
 
 def _benchmark_module(name: str):

@@ -285,7 +285,8 @@ def anonymize(
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        from vidanon.pipeline import anonymize_path, check_side_output
+        from vidanon.io.paths import check_side_output
+        from vidanon.pipeline import anonymize_path
 
         if json_summary is not None:
             check_side_output(json_summary, "--json-summary")

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections import deque
@@ -34,6 +33,7 @@ from vidanon.detect import make_detector
 from vidanon.errors import InputError, OutputError, StrictModeError, VidanonError
 from vidanon.io.decode import Demuxer, PacketItem, VideoItem, check_readable
 from vidanon.io.encode import VideoWriter
+from vidanon.io.paths import check_side_output, check_writable
 from vidanon.track import FaceTracker
 from vidanon.types import BACKFILLED, DETECTED, PREDICTED, STATE_NAMES, FaceDetections, FrameMeta, box_union
 
@@ -90,28 +90,6 @@ def check_paths(src: Path, dst: Path, overwrite: bool) -> None:
         if dst.exists() and not overwrite:
             raise OutputError(f"{dst}: already exists (use --overwrite to replace it)")
         check_writable(dst, parent)
-
-
-def check_writable(path: Path, folder: Path) -> None:
-    """Refuses `path` when nothing can be written in `folder`, its folder (read-only, no
-    permission), before any work: a file is made there and removed again."""
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".vidanon-probe-", dir=folder)
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write in {folder} ({exc.strerror or type(exc).__name__})") from None
-    os.close(fd)
-    _remove(Path(probe))
-
-
-def check_side_output(path: Path, what: str) -> None:
-    """Refuses a path for a side file (`what`: "--tracks", "--json-summary") that could not be
-    written at the end of the run: a missing or read-only folder, or a directory."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"{path}: {what} directory {parent} does not exist")
-    if path.is_dir():
-        raise OutputError(f"{path}: {what} is a directory, expected a file path")
-    check_writable(path, parent)
 
 
 def _reached_end(stream, last_pts: int | None, rate) -> bool:

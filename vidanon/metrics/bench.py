@@ -256,6 +256,7 @@ def run_bench(
     warnings: list[str] = []
 
     width = height = 0
+    untracked: list[tuple[int, int]] = []  # (frame, faces the tracks file lacks there)
     drift = _DriftCheck()
     with _Video(original) as vo, _Video(anonymized) as va:
         frames_o, frames_a = vo.frames(), va.frames()
@@ -278,7 +279,14 @@ def run_bench(
             if n == 0:
                 height, width = img_o.shape[:2]
                 _check_tracks_size(track_file, tracks, width, height)
-            faces = track_file.at(n) if track_file is not None else detector.detect(img_o)
+            if track_file is not None:
+                # fail closed: a face the detector finds in the original that the tracks file
+                # lacks (a file of another clip, cut short, or edited) is measured too
+                faces, extra = _with_untracked(track_file.at(n), detector.detect(img_o))
+                if extra:
+                    untracked.append((n, extra))
+            else:
+                faces = detector.detect(img_o)
             sample = flicker.update(n, img_o, img_a, faces.xyxy)
             if sample is not None:
                 acc.flicker.append(sample)
@@ -295,6 +303,13 @@ def run_bench(
         raise InputError(f"no frames could be compared: {original} or {anonymized} has no decodable frame")
     if track_file is not None and track_file.frames and track_file.frames != n and max_frames is None:
         warnings.append(f"tracks file declares {track_file.frames} frames, compared {n}")
+    if track_file is not None and track_file.faces and max(track_file.faces) >= n and max_frames is None:
+        warnings.append(f"tracks file lists frames up to {max(track_file.faces)}; the video has {n}")
+    if untracked:
+        warnings.append(
+            f"the tracks file lacks {sum(k for _, k in untracked)} face(s) that the detector finds in the "
+            f"original ({len(untracked)} frame(s), {untracked[0][0]}-{untracked[-1][0]}); they were measured too"
+        )
     return acc.report(
         original=str(original),
         anonymized=str(anonymized),
@@ -471,6 +486,23 @@ class _DriftCheck:
             f"timestamps drift apart at frame {n} (original {d_o:.3f} s, anonymized {d_a:.3f} s after the "
             "first frame): frames may have been dropped or duplicated; frames are compared by index"
         )
+
+
+def _with_untracked(listed: FaceDetections, found: FaceDetections) -> tuple[FaceDetections, int]:
+    """`listed` (a tracks file's faces) with every face of `found` (the detector's, in the
+    original) that no listed face overlaps (IoU < 0.3) added as detected and untracked, and
+    how many were added."""
+    if not len(found):
+        return listed, 0
+    if len(listed):
+        new = iou_matrix(found.xyxy, listed.xyxy).max(axis=1) < 0.3
+        if not new.any():
+            return listed, 0
+        found = found[new]
+    extra = FaceDetections(
+        found.xyxy, found.score, found.landmarks, np.full(len(found), -1, np.int64), np.zeros(len(found), np.int8)
+    )
+    return (FaceDetections.concat([listed, extra]) if len(listed) else extra), len(found)
 
 
 def _check_tracks_size(track_file: TracksFile | None, path: Path | None, width: int, height: int) -> None:

@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import cv2
 import typer
 
 from vidanon.errors import OutputError
+from vidanon.io.paths import check_side_output
 from vidanon.metrics.bench import BenchReport, run_bench, write_plot
 
 LEAK_FRAMES_SHOWN = 20
@@ -43,6 +45,11 @@ def bench_cmd(
     ] = None,
 ) -> None:
     """Measure privacy, leaks, realism and temporal consistency of an anonymized video."""
+    for path, what in ((json_out, "--json"), (plot, "--plot")):
+        if path is not None:  # refused before the measurement, not after it
+            check_side_output(path, what)
+    if plot is not None and not cv2.haveImageWriter(str(plot)):
+        raise OutputError(f"{plot}: --plot writes an image; give it an image extension such as .png")
     report = run_bench(original, anonymized, tracks, max_frames, progress=_progress if sys.stderr.isatty() else None)
     if sys.stderr.isatty():
         typer.echo("\r" + " " * 30 + "\r", err=True, nl=False)

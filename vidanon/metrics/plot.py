@@ -50,7 +50,8 @@ def write_plot(report: BenchReport, path: Path) -> None:
     try:
         ok = cv2.imwrite(str(path), img)
     except cv2.error as exc:
-        raise OutputError(f"cannot write plot {path}: {exc}") from exc
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise OutputError(f"cannot write plot {path}: {first}") from None
     if not ok:
         raise OutputError(f"cannot write plot {path} (missing folder or unknown image extension?)")
 

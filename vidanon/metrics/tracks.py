@@ -146,6 +146,8 @@ def load_tracks(path: Path) -> TracksFile:
     for k, frame in enumerate(doc["frames"]):
         try:
             index = int(frame["index"])
+            if index < 0:
+                raise ValueError(f"negative frame index {index}")
             faces[index] = _frame_faces(frame.get("faces") or [])
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"tracks file {path}: frame entry {k} is malformed: {exc}") from exc
@@ -155,14 +157,23 @@ def load_tracks(path: Path) -> TracksFile:
     return TracksFile(_opt_int(video.get("width")), _opt_int(video.get("height")), declared, faces)
 
 
+MAX_COORD = 1e5  # pixels: no video is that large; a coordinate beyond is a broken file
+
+
 def _frame_faces(items: list) -> FaceDetections:
     if not items:
         return FaceDetections.empty()
-    xyxy = np.array([f["xyxy"] for f in items], np.float32).reshape(-1, 4)
+    xyxy = np.array([f["xyxy"] for f in items], np.float64).reshape(-1, 4)
+    if not np.isfinite(xyxy).all() or np.abs(xyxy).max() > MAX_COORD:
+        raise ValueError(f"a face box is not finite or lies beyond {MAX_COORD:g} pixels")
+    xyxy = xyxy.astype(np.float32)
     canon = FaceDetections(xyxy).landmarks  # canonical positions for faces written without landmarks
     landmarks = np.array(
-        [canon[i] if f.get("landmarks") is None else f["landmarks"] for i, f in enumerate(items)], np.float32
+        [canon[i] if f.get("landmarks") is None else f["landmarks"] for i, f in enumerate(items)], np.float64
     ).reshape(-1, 5, 2)
+    if not np.isfinite(landmarks).all() or np.abs(landmarks).max() > MAX_COORD:
+        raise ValueError(f"a landmark is not finite or lies beyond {MAX_COORD:g} pixels")
+    landmarks = landmarks.astype(np.float32)
     score = np.array([float(f.get("score", 1.0)) for f in items], np.float32)
     track_id = np.array([int(f.get("track_id", -1)) for f in items], np.int64)
     state = np.array([_STATES.get(f.get("state", "detected"), 0) for f in items], np.int8)
