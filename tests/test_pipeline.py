@@ -13,6 +13,7 @@ import pytest
 from conftest import decode_rgb, leaked_faces, sparse_reference, stream_packets, video_pts
 
 from vidanon.config import CoverConfig, PipelineConfig
+from vidanon.errors import OutputError
 from vidanon.pipeline import FrameAnonymizer, anonymize_video
 from vidanon.synth import pan_frame, photo, write_frames, write_video
 
@@ -230,6 +231,58 @@ def test_image_and_folder(tmp_path, detector):
     assert s.frames_written == 2 and sorted(p.name for p in (tmp_path / "outdir").iterdir()) == sorted(
         p.name for p in src.iterdir()
     )
+
+
+def test_folders_are_anonymized_whole_and_refused_before_any_work(tmp_path, detector):
+    """Images in subfolders are anonymized too, at the same relative path (a tree left half
+    done would look done); other files are counted in a warning; an existing output refuses
+    the run before any file is written, not half-way."""
+    import cv2
+
+    from vidanon.pipeline import anonymize_path
+
+    src = tmp_path / "in"
+    (src / "a" / "b").mkdir(parents=True)
+    for rel, name in (("top.jpg", "faceapi-sample1.jpg"), ("a/b/deep.png", "faceapi-sample5.jpg")):
+        cv2.imwrite(str(src / rel), cv2.cvtColor(photo(name), cv2.COLOR_RGB2BGR))
+    (src / "a" / "notes.txt").write_text("not an image")
+    dst = tmp_path / "out"
+    s = anonymize_path(src, dst)
+    assert s.frames_written == 2 and s.tracks == s.faces_covered >= 8
+    assert any("1 file(s) that are not images" in w and "notes.txt" in w for w in s.warnings), s.warnings
+    deep = cv2.cvtColor(cv2.imread(str(dst / "a" / "b" / "deep.png")), cv2.COLOR_BGR2RGB)
+    assert leaked_faces(detector, [photo("faceapi-sample5.jpg")], [deep]) == []
+    (dst / "top.jpg").unlink()
+    before = (dst / "a" / "b" / "deep.png").stat().st_mtime_ns
+    with pytest.raises(OutputError, match="deep.png: already exist"):
+        anonymize_path(src, dst)
+    assert not (dst / "top.jpg").exists()  # nothing written
+    assert (dst / "a" / "b" / "deep.png").stat().st_mtime_ns == before
+    # an output folder inside the input folder is not read back as input
+    s = anonymize_path(src, src / "anon")
+    assert s.frames_written == 2 and not (src / "anon" / "anon").exists()
+
+
+def test_a_photo_keeps_its_transparency(tmp_path, detector):
+    """A PNG's alpha channel is written back (dropped, it would turn hidden pixels visible),
+    and dropped with a warning only where the output format has none; --tracks, which is for
+    videos, is said to write nothing for a photo."""
+    import cv2
+
+    from vidanon.pipeline import anonymize_path
+
+    rgb = photo("faceapi-sample5.jpg")
+    alpha = np.full(rgb.shape[:2], 255, np.uint8)
+    alpha[:, : rgb.shape[1] // 4] = 0
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), np.dstack([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), alpha]))
+    s = anonymize_path(src, tmp_path / "o.png", tracks_path=tmp_path / "t.json")
+    out = cv2.imread(str(tmp_path / "o.png"), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (*rgb.shape[:2], 4) and np.array_equal(out[..., 3], alpha)
+    assert leaked_faces(detector, [rgb], [cv2.cvtColor(out[..., :3], cv2.COLOR_BGR2RGB)]) == []
+    assert any("--tracks is for videos" in w for w in s.warnings) and not (tmp_path / "t.json").exists()
+    s = anonymize_path(src, tmp_path / "o.jpg")
+    assert any("alpha channel" in w for w in s.warnings), s.warnings
 
 
 def test_memory_flat_with_length(media, tmp_path):

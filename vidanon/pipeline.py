@@ -40,6 +40,7 @@ from vidanon.types import BACKFILLED, DETECTED, PREDICTED, STATE_NAMES, FaceDete
 log = logging.getLogger("vidanon")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+ALPHA_SUFFIXES = {".png", ".webp", ".tif", ".tiff"}  # image formats with transparency
 _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
 
 ProgressFn = Callable[[int, int], None]
@@ -771,9 +772,17 @@ def anonymize_image(
     fa = frame_anonymizer or FrameAnonymizer(cfg)
     faces, failed = fa.locate(rgb, 0)
     out, fallback = fa.cover(rgb, faces, 0, failed)
+    out_bgr = cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
+    warnings = []
+    alpha = _alpha_of(src, bgr.shape[:2])
+    if alpha is not None:
+        if dst.suffix.lower() in ALPHA_SUFFIXES:
+            out_bgr = np.dstack([out_bgr, alpha])
+        else:
+            warnings.append(f"{dst}: a {dst.suffix} image has no transparency; the alpha channel of {src} was dropped")
     tmp = _temp_path(dst)
     try:
-        ok = cv2.imwrite(str(tmp), cv2.cvtColor(out, cv2.COLOR_RGB2BGR))
+        ok = cv2.imwrite(str(tmp), out_bgr)
         if not ok:
             raise OutputError(f"{dst}: could not write the image")
         os.replace(tmp, dst)
@@ -790,8 +799,23 @@ def anonymize_image(
         tracks=len(faces),
         frames_with_fallback=int(fallback),
         stage_errors=int(failed),
+        warnings=warnings,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _alpha_of(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """The 8-bit alpha channel of an image with one, where it is as large as the picture read
+    (an EXIF turn, which the unchanged read does not apply, leaves it out), else None."""
+    import cv2
+
+    if path.suffix.lower() not in ALPHA_SUFFIXES:
+        return None
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 3 or raw.shape[2] != 4 or raw.shape[:2] != shape:
+        return None
+    alpha = raw[..., 3]
+    return (alpha >> 8).astype(np.uint8) if alpha.dtype == np.uint16 else alpha.astype(np.uint8)
 
 
 def anonymize_directory(
@@ -802,7 +826,10 @@ def anonymize_directory(
     overwrite: bool = False,
     progress: ProgressFn | None = None,
 ) -> RunSummary:
-    """Anonymizes every image in a folder into another folder (created if missing)."""
+    """Anonymizes every image in a folder and its subfolders into another folder (created if
+    missing), each at the same relative path. Files that are not images are left out, with a
+    warning that counts them; an output that exists is refused before any work (without
+    `overwrite`), so a run never stops half-way through the folder."""
     cfg = cfg or PipelineConfig()
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
@@ -811,19 +838,37 @@ def anonymize_directory(
         raise OutputError(f"{dst}: output folder is the input folder; choose another")
     if dst.exists() and not dst.is_dir():
         raise OutputError(f"{dst}: exists and is not a directory")
-    files = sorted(p for p in src.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    inside = dst.resolve()
+    found = [
+        p for p in sorted(src.rglob("*")) if p.is_file() and not p.resolve().is_relative_to(inside)
+    ]  # an output folder inside the input folder is not read back
+    files = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise InputError(f"{src}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
     if not dst.parent.is_dir():
         raise OutputError(f"{dst}: parent directory {dst.parent} does not exist")
+    targets = [dst / f.relative_to(src) for f in files]
+    if not overwrite:
+        taken = [t for t in targets if t.exists()]
+        if taken:
+            more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
+            raise OutputError(f"{taken[0]}{more}: already exist(s) (use --overwrite to replace them); nothing written")
     dst.mkdir(exist_ok=True)
+    check_writable(dst, dst)
     t0 = time.perf_counter()
     total = RunSummary(input=str(src), output=str(dst))
+    others = [p for p in found if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if others:
+        total.warnings.append(
+            f"{len(others)} file(s) that are not images ({', '.join(sorted(IMAGE_SUFFIXES))}) were left out, "
+            f"e.g. {others[0].relative_to(src)} (give a video its own run)"
+        )
     fa = FrameAnonymizer(cfg)
-    for i, f in enumerate(files):
+    for i, (f, target) in enumerate(zip(files, targets)):
         fa.tracker = FaceTracker(cfg.tracking())  # photos are unrelated: no tracking across them
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            s = anonymize_image(f, dst / f.name, cfg, overwrite=overwrite, frame_anonymizer=fa)
+            s = anonymize_image(f, target, cfg, overwrite=overwrite, frame_anonymizer=fa)
         except InputError as exc:
             total.warnings.append(str(exc))
             continue
@@ -831,8 +876,10 @@ def anonymize_directory(
         total.frames_written += 1
         total.faces_covered += s.faces_covered
         total.faces_detected += s.faces_detected
+        total.tracks += s.tracks
         total.frames_with_fallback += s.frames_with_fallback
         total.stage_errors += s.stage_errors
+        total.warnings += s.warnings
         if progress is not None:
             progress(i + 1, len(files))
     total.seconds = time.perf_counter() - t0
@@ -842,11 +889,15 @@ def anonymize_directory(
 def anonymize_path(src: str | Path, dst: str | Path, cfg: PipelineConfig | None = None, **kwargs) -> RunSummary:
     """Dispatches on the input: a folder of images, an image, or a video."""
     src = Path(src)
-    if src.is_dir():
-        kwargs.pop("tracks_path", None)
-        return anonymize_directory(
-            src, dst, cfg, overwrite=kwargs.get("overwrite", False), progress=kwargs.get("progress")
-        )
-    if src.suffix.lower() in IMAGE_SUFFIXES:
-        return anonymize_image(src, dst, cfg, overwrite=kwargs.get("overwrite", False))
+    if src.is_dir() or src.suffix.lower() in IMAGE_SUFFIXES:
+        tracks = kwargs.pop("tracks_path", None)
+        if src.is_dir():
+            summary = anonymize_directory(
+                src, dst, cfg, overwrite=kwargs.get("overwrite", False), progress=kwargs.get("progress")
+            )
+        else:
+            summary = anonymize_image(src, dst, cfg, overwrite=kwargs.get("overwrite", False))
+        if tracks is not None:
+            summary.warnings.append(f"--tracks is for videos; no tracks file written for {src}")
+        return summary
     return anonymize_video(src, dst, cfg, **kwargs)
