@@ -186,6 +186,27 @@ def test_an_unknown_output_format_names_the_output(tmp_path, small_clip):
     assert ".vidanon-" not in r.stderr and leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--detect-every", "0"], "--detect-every must be in [1, 2]"),
+        (["--threshold", "2"], "--threshold must be in (0, 1)"),
+        (["--preset", "foo"], "--preset must be one of"),
+        (["--codec", "foo"], "--codec: no video encoder 'foo'"),
+        (["--device", "foo"], "--device must be cpu, cuda or cuda:N"),
+        # a seed past 64 bits gave seed 0's faces
+        (["--seed", str(2**64)], "--seed must be in"),
+    ],
+    ids=["detect-every", "threshold", "preset", "codec", "device", "seed"],
+)
+def test_bad_options_are_named_as_typed(tmp_path, small_clip, args, needle):
+    """A bad option value is one line naming the option as the user typed it, exit 2, before
+    any work (a bad preset or codec failed mid-run with exit 1 and FFmpeg's own text)."""
+    r = run_cli("anonymize", small_clip, tmp_path / "o.mp4", *args)
+    assert_one_line_error(r, 2, needle)
+    assert not (tmp_path / "o.mp4").exists() and leftovers(tmp_path) == []
+
+
 def test_refuses_to_replace_a_device(small_clip):
     r = run_cli("anonymize", small_clip, "/dev/full", "--overwrite")
     assert_one_line_error(r, 2, "/dev/full", "not a regular file")
@@ -644,7 +665,7 @@ def test_encoder_threads(small_clip, tmp_path, monkeypatch):
         assert f" threads={n} ".encode() in out.read_bytes()
         assert video_pts(out) == video_pts(small_clip)
     r = run_cli("anonymize", small_clip, tmp_path / "bad.mp4", "--encode-threads", "99")
-    assert_one_line_error(r, 2, "encoder threads")
+    assert_one_line_error(r, 2, "--encode-threads must be in [0, 64]")
     assert not (tmp_path / "bad.mp4").exists()
     for cores, want in ((None, 2), (1, 2), (6, 3), (16, 8), (128, 8)):
         monkeypatch.setattr(os, "cpu_count", lambda c=cores: c)

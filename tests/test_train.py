@@ -537,3 +537,58 @@ def test_vidanon_train_shows_its_progress(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     assert "step 2" in res.stderr and "done" in res.stderr
+
+
+def test_train_refuses_a_bad_out_or_checkpoint_before_training(tmp_path):
+    """--out that is a folder or an existing file other than a checkpoint (a photo given by
+    mistake) is refused before any training, the file untouched; a file that is not a
+    checkpoint reads as one line, without torch's advice to load it unsafely."""
+    import typer
+    from typer.testing import CliRunner
+
+    from vidanon.errors import OutputError
+    from vidanon.train.command import train_cmd
+
+    app = typer.Typer()
+    app.command()(train_cmd)
+    args = ["--steps", "1", "--batch-size", "2", "--threads", "1", "--width", "8"]
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    for out, needle in ((tmp_path, "is a directory"), (photo, "not a vidanon checkpoint")):
+        res = CliRunner().invoke(app, ["--out", str(out), *args])
+        assert isinstance(res.exception, OutputError) and needle in str(res.exception), res.exception
+    assert photo.read_bytes() == b"\xff\xd8\xff\xe0 not really a jpeg"
+    res = CliRunner().invoke(app, ["--out", str(tmp_path / "o.pt"), "--resume", str(photo), *args])
+    assert isinstance(res.exception, ModelLoadError)
+    assert "\n" not in str(res.exception) and "weights_only" not in str(res.exception)
+    assert not (tmp_path / "o.pt").exists()
+
+
+@needs_teacher
+def test_ctrl_c_saves_the_steps_since_the_last_save(tmp_path):
+    """Interrupted, `vidanon train` saves its checkpoint (up to --save-every seconds of work
+    would be lost otherwise) and says where and at which step; the file resumes."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "i.pt"
+    args = ["--out", str(out), "--minutes", "5", "--batch-size", "2", "--width", "8", "--threads", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vidanon", "train", *args, "--log-every", "1", "--save-every", "1000"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if " step 3 " in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, "".join(lines) + rest
+    last = rest.strip().splitlines()[-1]
+    assert last.startswith(f"vidanon: error: interrupted; checkpoint {out} saved at step "), last
+    step = int(last.rsplit(" ", 1)[1])
+    assert step >= 3 and read_checkpoint(out)["train"]["step"] == step
+    assert train(_cfg(tmp_path / "r.pt", steps=step + 1, resume=str(out), d_channels=32))["step"] == step + 1

@@ -53,11 +53,11 @@ def run_guarded(fn) -> int:
     except VidanonError as exc:
         _err(str(exc))
         return exc.exit_code
-    except KeyboardInterrupt:
-        _err("interrupted; no output written")
+    except KeyboardInterrupt as exc:
+        _err(f"interrupted; {_left(exc)}")
         return 130
-    except Terminated:
-        _err("terminated; no output written")
+    except Terminated as exc:
+        _err(f"terminated; {_left(exc)}")
         return 143
     except MemoryError:
         _err("out of memory")
@@ -71,6 +71,44 @@ def run_guarded(fn) -> int:
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
+
+
+# settings whose names differ from their options, as config errors name them
+_OPTION_OF = {
+    "score_threshold": "--threshold",
+    "max_size": "--detect-size",
+    "every": "--detect-every",
+    "hold_frames": "--hold-frames",
+    "lookahead": "--lookahead",
+    "motion_gain": "--motion-gain",
+    "mode": "--mode",
+    "shape": "--mask-shape",
+    "mask_scale": "--mask-scale",
+    "fallback": "--fallback",
+    "z_mode": "--z-mode",
+    "temporal_blend": "--temporal-blend",
+    "regenerate_every": "--regenerate-every",
+    "precision": "--precision",
+    "device": "--device",
+    "seed": "--seed",
+    "crf": "--crf",
+    "encoder threads": "--encode-threads",
+    "preset": "--preset",
+}
+
+
+def _option_names(msg: str) -> str:
+    """A config error as the user typed it: "every must be ..." -> "--detect-every must be ..."."""
+    for name, option in _OPTION_OF.items():
+        if msg.startswith(name + " must"):
+            return option + msg[len(name) :]
+    return msg
+
+
+def _left(exc: BaseException) -> str:
+    """What an interrupted command left: a training run saves its checkpoint first."""
+    saved = getattr(exc, "vidanon_saved", None)
+    return f"checkpoint {saved[0]} saved at step {saved[1]}" if saved else "no output written"
 
 
 def _main_thread() -> bool:
@@ -284,7 +322,7 @@ def anonymize(
                 strict=strict,
             )
         except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(_option_names(str(exc))) from None
         from vidanon.io.paths import check_side_output
         from vidanon.pipeline import anonymize_path
 

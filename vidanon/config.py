@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 
 COVER_MODES = ("blur", "pixelate", "solid", "gan")
 MASK_SHAPES = ("ellipse", "box")
 Z_MODES = ("per-track", "per-frame")
 PRECISIONS = ("auto", "fp32", "bf16")
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -215,6 +228,12 @@ class CoverConfig:
             self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
         )
         _check(0 <= self.face_workers <= 32, f"face_workers must be in [0, 32], got {self.face_workers}")
+        _check(
+            re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None,
+            f"device must be cpu, cuda or cuda:N, got {self.device!r}",
+        )
+        # (run seed, track id) seeds a 64-bit generator: a larger seed would repeat a smaller one
+        _check(-(2**63) <= self.seed < 2**63, f"seed must be in [-2^63, 2^63), got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -241,6 +260,11 @@ class EncodeConfig:
     def __post_init__(self) -> None:
         _check(0 <= self.crf <= 51, f"crf must be in [0, 51], got {self.crf}")
         _check(0 <= self.threads <= 64, f"encoder threads must be in [0, 64], got {self.threads}")
+        if self.codec in ("libx264", "libx265") or self.codec.endswith("_nvenc"):
+            _check(
+                self.preset in X264_PRESETS,
+                f"preset must be one of {', '.join(X264_PRESETS)} for {self.codec}, got {self.preset!r}",
+            )
 
     def thread_count(self) -> int:
         """The encoder thread count this config asks for (`threads`, or the automatic choice)."""

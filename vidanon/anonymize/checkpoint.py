@@ -108,7 +108,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure to read is a load error
-        raise ModelLoadError(f"generator checkpoint {path} is unreadable or corrupt: {exc}") from exc
+        # torch's own text runs to several lines and suggests loading without weights_only,
+        # which would run code from the file: not shown
+        raise ModelLoadError(f"{path} is not a readable generator checkpoint ({type(exc).__name__})") from exc
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ModelLoadError(f"{path} is not a vidanon generator checkpoint")
     if blob.get("version") != VERSION:

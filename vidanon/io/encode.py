@@ -17,7 +17,7 @@ import av.logging
 import numpy as np
 
 from vidanon.config import EncodeConfig
-from vidanon.errors import CodecError, OutputError
+from vidanon.errors import CodecError, ConfigError, OutputError
 from vidanon.io.decode import Demuxer, PacketItem, stored
 from vidanon.types import FrameMeta, VideoInfo
 
@@ -278,7 +278,7 @@ class VideoWriter:
         try:
             codec_id = av.codec.Codec(codec, "w").name
         except (av.error.FFmpegError, ValueError):
-            raise CodecError(f"unknown video encoder {codec!r}") from None
+            raise ConfigError(f"--codec: no video encoder {codec!r} in this FFmpeg (e.g. libx264, libx265)") from None
         rate = info.average_rate or Fraction(30, 1)
         sw, sh = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
         fmt = self.out.format.name

@@ -235,6 +235,7 @@ def train_cmd(
     from vidanon.anonymize.checkpoint import config_of, read_checkpoint
     from vidanon.train.data import SWAP_SCALE
 
+    _check_out(out, resume)
     blob = read_checkpoint(resume) if resume is not None else None
     stored = _stored_recipe(blob) if blob is not None else {}
     if swap_prob is None:
@@ -309,6 +310,27 @@ def train_cmd(
         raise InputError(str(exc)) from exc
     summary = train(cfg, gcfg)
     logging.getLogger("vidanon.train").info("done: %s", summary)
+
+
+def _check_out(out: Path, resume: Path | None) -> None:
+    """Refuses, before any training, an --out that is a folder, lies in a folder nothing can be
+    written in, or is an existing file other than a vidanon checkpoint (a photo given by
+    mistake would be replaced). A checkpoint there, the resumed one included, is replaced:
+    chunks write on."""
+    from vidanon.anonymize.checkpoint import read_checkpoint
+    from vidanon.errors import ModelLoadError, OutputError
+    from vidanon.io.paths import check_writable
+
+    if out.is_dir():
+        raise OutputError(f"{out}: --out is a directory; give the checkpoint file's path")
+    if out.exists():
+        try:
+            read_checkpoint(out)
+        except ModelLoadError:
+            raise OutputError(f"{out}: exists and is not a vidanon checkpoint; refusing to replace it") from None
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.is_dir():  # a missing folder is made when the checkpoint is first saved
+        check_writable(out, parent)
 
 
 def _stored_recipe(blob: dict) -> dict:

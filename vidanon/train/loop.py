@@ -487,6 +487,14 @@ class Trainer:
         )
         try:
             self._loop(start)
+        except BaseException as exc:
+            # Ctrl-C or SIGTERM (not an error, whose weights may be broken): the steps since
+            # the last save are kept, and the exception says where (the CLI prints it)
+            if not isinstance(exc, Exception) and self._done:
+                self.save(cfg.out)
+                exc.vidanon_saved = (cfg.out, self.step)
+                log.info("interrupted: saved %s at step %d", cfg.out, self.step)
+            raise
         finally:
             self.batches.close()
         self.save(cfg.out)
