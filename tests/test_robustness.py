@@ -207,6 +207,23 @@ def test_bad_options_are_named_as_typed(tmp_path, small_clip, args, needle):
     assert not (tmp_path / "o.mp4").exists() and leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["anonymize", "a.mp4", "b.mp4", "--mode", "foo"], "Invalid value for '--mode'"),
+        (["anonymize", "a.mp4", "b.mp4", "--nope"], "No such option '--nope'"),
+        (["anonymize"], "Missing argument 'INPUT'"),
+        (["frob"], "No such command 'frob'"),
+    ],
+    ids=["choice", "option", "argument", "command"],
+)
+def test_usage_errors_are_one_line(args, needle):
+    """Click's usage errors (a bad choice, an unknown option) are one line too, not its boxed
+    usage text."""
+    r = run_cli(*args)
+    assert_one_line_error(r, 2, needle, "--help")
+
+
 def test_refuses_to_replace_a_device(small_clip):
     r = run_cli("anonymize", small_clip, "/dev/full", "--overwrite")
     assert_one_line_error(r, 2, "/dev/full", "not a regular file")

@@ -382,4 +382,18 @@ _register_subsystem_commands()
 
 
 def main() -> None:
-    app()
+    """The console entry point: a usage error (an unknown option or choice, a missing
+    argument) is one line too, not click's boxed usage text."""
+    import click
+
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.Abort:  # Ctrl-C while click itself prompts or parses
+        _err("interrupted; no output written")
+        code = 130
+    except click.ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None and ctx.command_path else ""
+        _err(exc.format_message().replace("\n", " ") + hint)
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)

@@ -765,7 +765,12 @@ def anonymize_image(
     if dst.suffix.lower() not in IMAGE_SUFFIXES:
         raise OutputError(f"{dst}: an image input needs an image output ({', '.join(sorted(IMAGE_SUFFIXES))})")
     t0 = time.perf_counter()
-    bgr = cv2.imread(str(src), cv2.IMREAD_COLOR)
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # its reasons run to lines
+    try:
+        bgr = cv2.imread(str(src), cv2.IMREAD_COLOR)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if bgr is None:
         raise InputError(f"{src}: not a readable image")
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
