@@ -281,6 +281,10 @@ def test_a_photo_keeps_its_transparency(tmp_path, detector):
     assert out.shape == (*rgb.shape[:2], 4) and np.array_equal(out[..., 3], alpha)
     assert leaked_faces(detector, [rgb], [cv2.cvtColor(out[..., :3], cv2.COLOR_BGR2RGB)]) == []
     assert any("--tracks is for videos" in w for w in s.warnings) and not (tmp_path / "t.json").exists()
+    from vidanon.config import EncodeConfig
+
+    s = anonymize_path(src, tmp_path / "m.png", PipelineConfig(encode=EncodeConfig(keep_metadata=True)))
+    assert any("--keep-metadata is for videos" in w for w in s.warnings), s.warnings
     s = anonymize_path(src, tmp_path / "o.jpg")
     assert any("alpha channel" in w for w in s.warnings), s.warnings
 

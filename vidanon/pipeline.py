@@ -904,5 +904,7 @@ def anonymize_path(src: str | Path, dst: str | Path, cfg: PipelineConfig | None 
             summary = anonymize_image(src, dst, cfg, overwrite=kwargs.get("overwrite", False))
         if tracks is not None:
             summary.warnings.append(f"--tracks is for videos; no tracks file written for {src}")
+        if cfg is not None and cfg.encode.keep_metadata:
+            summary.warnings.append("--keep-metadata is for videos; photos are written without metadata")
         return summary
     return anonymize_video(src, dst, cfg, **kwargs)
