@@ -297,3 +297,17 @@ def test_detect_every_counts_covered_faces(people_clip, tmp_path):
     assert total > 50 and hit == total
     hit_small, _ = mod.covered_share(ref, tracks, 0.5)
     assert hit_small < 0.1 * total
+
+
+def test_stress_scenes_show_faces_where_they_should(detector):
+    """benchmarks/stress.py's scenes are what they say: one frame size each, faces in the
+    frames meant to show them and none in the frames meant to hide them."""
+    stress = _benchmark_module("stress")
+    made = stress.scenes()
+    for name, make in made.items():
+        frames = make()
+        assert len(frames) >= 30 and len({f.shape for f in frames}) == 1, name
+    flash = made["flash"]()
+    assert [i for i, f in enumerate(flash) if len(detector.detect(f))] == [0, 7, 12, 13, 20, 29]
+    back = made["shot_back_odd"]()
+    assert len(detector.detect(back[21])) >= 3 and not len(detector.detect(back[20]))
