@@ -389,6 +389,29 @@ def test_detect_every_2_covers_a_face_back_on_a_skipped_frame_and_the_last_frame
         assert identity_leaks(detector, original, covered) == []
 
 
+def test_detect_every_2_detects_a_skipped_frame_that_changed(tmp_path, detector):
+    """A face shown on odd frames only (skipped by --detect-every 2) went bare in all 15; a
+    skipped frame whose picture changed by more than CHANGE_DETECT from the previous frame is
+    detected. The hand-held sample, shaken as it is, never changes that much: its skipped
+    frames stay skipped (the speed-up holds)."""
+    from pathlib import Path
+
+    from vidanon.pipeline import CHANGE_DETECT
+
+    a = "faceapi-sample3.jpg"
+    frames = [_scene(a, k / 30) if k % 2 else _no_face(a) for k in range(30)]
+    src = tmp_path / "odd.mp4"
+    write_frames(src, frames)
+    out = tmp_path / "o.mp4"
+    anonymize_video(src, out, PipelineConfig(detect=DetectConfig(every=2)))
+    original = decode_rgb(src)
+    assert len(detector.detect(original[1])) >= 3
+    assert leaked_faces(detector, original, decode_rgb(out)) == []
+    fa = FrameAnonymizer(PipelineConfig(detect=DetectConfig(every=2)), detector=detector)
+    handheld = decode_rgb(Path(__file__).resolve().parent.parent / "samples" / "handheld.mp4")
+    assert not any(fa.must_detect(f, k) for k, f in enumerate(handheld)), CHANGE_DETECT
+
+
 def test_boxes_held_across_a_cut_grow_like_any_miss():
     """After a scene cut the previous shot's faces are held CUT_HOLD_FRAMES frames (a flash is
     not a cut), grown per frame unseen like any missed face, not as if they had been missed
