@@ -224,6 +224,11 @@ def test_usage_errors_are_one_line(args, needle):
     assert_one_line_error(r, 2, needle, "--help")
 
 
+def test_no_arguments_print_the_help():
+    r = run_cli()
+    assert "Usage" in r.stdout and "anonymize" in r.stdout and r.stderr.strip() == ""
+
+
 def test_refuses_to_replace_a_device(small_clip):
     r = run_cli("anonymize", small_clip, "/dev/full", "--overwrite")
     assert_one_line_error(r, 2, "/dev/full", "not a regular file")

@@ -395,6 +395,8 @@ def main() -> None:
     except click.ClickException as exc:
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None and ctx.command_path else ""
-        _err(exc.format_message().replace("\n", " ") + hint)
+        msg = exc.format_message().replace("\n", " ").strip()
+        if msg:  # none where click printed the help itself (no arguments at all)
+            _err(msg + hint)
         code = exc.exit_code
     sys.exit(code if isinstance(code, int) else 0)
