@@ -179,9 +179,10 @@ class FrameAnonymizer:
 
     def detect_skipped(self, entry: _Pending) -> None:
         """Detects in a buffered frame that the schedule skipped (the video's last, which no
-        later detection bridges: `_bridge_skipped`) and covers every face found there that no
-        tracked place overlaps (IoU < 0.3), untracked; a failed detection covers the frame by
-        the fallback. A face only in such a frame was left bare."""
+        later detection bridges: `_bridge_skipped`): a tracked place that a face found there
+        overlaps (IoU >= 0.3) grows to hold it, and every other face found is covered,
+        untracked; a failed detection covers the frame by the fallback. A face only in such a
+        frame was left bare."""
         dets, failed = self.detect(entry.rgb, entry.meta.index, force=True)
         if failed:
             entry.failed = True
@@ -189,7 +190,11 @@ class FrameAnonymizer:
         if not len(dets):
             return
         if len(entry.faces):
-            dets = dets[iou_matrix(dets.xyxy, entry.faces.xyxy).max(axis=1) < 0.3]
+            iou = iou_matrix(dets.xyxy, entry.faces.xyxy)
+            for k in np.flatnonzero(iou.max(axis=1) >= 0.3):
+                j = int(iou[k].argmax())
+                entry.faces.xyxy[j] = box_union(entry.faces.xyxy[j], dets.xyxy[k])
+            dets = dets[iou.max(axis=1) < 0.3]
             if not len(dets):
                 return
         new = FaceDetections(dets.xyxy, dets.score, dets.landmarks, np.full(len(dets), -1, np.int64))
