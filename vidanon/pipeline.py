@@ -34,7 +34,7 @@ from vidanon.errors import InputError, OutputError, StrictModeError, VidanonErro
 from vidanon.io.decode import Demuxer, PacketItem, VideoItem, check_readable
 from vidanon.io.encode import VideoWriter
 from vidanon.io.paths import check_side_output, check_writable
-from vidanon.metrics.tracks import iou_matrix
+from vidanon.metrics.tracks import iou_matrix, with_untracked
 from vidanon.track import FaceTracker
 from vidanon.types import BACKFILLED, DETECTED, PREDICTED, STATE_NAMES, FaceDetections, FrameMeta, box_union
 
@@ -150,7 +150,6 @@ class FrameAnonymizer:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._spare = [self.detector]
-        self._thumb: np.ndarray | None = None  # the previous frame's, for `must_detect`
 
     def _thread_detector(self):
         d = getattr(self._local, "detector", None)
@@ -187,34 +186,20 @@ class FrameAnonymizer:
         if failed:
             entry.failed = True
             return
-        if not len(dets):
-            return
-        if len(entry.faces):
+        if len(dets) and len(entry.faces):
             iou = iou_matrix(dets.xyxy, entry.faces.xyxy)
             for k in np.flatnonzero(iou.max(axis=1) >= 0.3):
                 j = int(iou[k].argmax())
                 entry.faces.xyxy[j] = box_union(entry.faces.xyxy[j], dets.xyxy[k])
-            dets = dets[iou.max(axis=1) < 0.3]
-            if not len(dets):
-                return
-        new = FaceDetections(dets.xyxy, dets.score, dets.landmarks, np.full(len(dets), -1, np.int64))
-        entry.faces = FaceDetections.concat([entry.faces, new]) if len(entry.faces) else new
+        entry.faces, _ = with_untracked(entry.faces, dets)
 
-    def must_detect(self, rgb: np.ndarray, index: int) -> bool:
+    def must_detect(self, index: int, change: float) -> bool:
         """Whether a frame that `--detect-every` would skip must be detected all the same: the
-        picture changed since the previous frame by more than CHANGE_DETECT (mean grey level
-        of 64x36 thumbnails), so what the last detection found may not hold for it (a face
-        shown only on skipped frames stayed bare). Call in frame order."""
-        if self.cfg.detect.every < 2:
-            return False
-        import cv2
-
-        small = cv2.resize(rgb, (64, 36), interpolation=cv2.INTER_AREA)
-        thumb = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.int16)
-        prev, self._thumb = self._thumb, thumb
-        if not index % self.cfg.detect.every or prev is None:
-            return False
-        return float(np.abs(thumb - prev).mean()) > CHANGE_DETECT
+        picture changed since the previous frame by more than CHANGE_DETECT (`change`,
+        `CutDetector.change`), so what the last detection found may not hold for it (a face
+        shown only on skipped frames stayed bare)."""
+        every = self.cfg.detect.every
+        return every > 1 and index % every != 0 and change > CHANGE_DETECT
 
     def detect_ahead(self, rgb: np.ndarray, index: int, force: bool = False) -> Future | None:
         """`detect` started on the pool (None without one: `locate` then detects)."""
@@ -331,6 +316,7 @@ class CutDetector:
         self.hist_threshold = hist_threshold
         self.structure_threshold = structure_threshold
         self._prev: tuple[np.ndarray, np.ndarray] | None = None
+        self.change = 0.0  # the last frame's mean grey-level change from the one before (0 for the first)
 
     def __call__(self, rgb: np.ndarray) -> bool:
         import cv2
@@ -341,11 +327,10 @@ class CutDetector:
         hist /= max(float(hist.sum()), 1.0)
         prev, self._prev = self._prev, (thumb, hist)
         if prev is None:
+            self.change = 0.0
             return False
-        if not (
-            float(np.abs(thumb - prev[0]).mean()) > self.pixel_threshold
-            and float(np.abs(hist - prev[1]).sum()) / 2 > self.hist_threshold
-        ):
+        self.change = float(np.abs(thumb - prev[0]).mean())
+        if not (self.change > self.pixel_threshold and float(np.abs(hist - prev[1]).sum()) / 2 > self.hist_threshold):
             return False
         a, b = thumb.astype(np.float64).ravel(), prev[0].astype(np.float64).ravel()
         a, b = a - a.mean(), b - b.mean()
@@ -376,19 +361,25 @@ def _backfill(
     for back, entry in enumerate(reversed(buffer), start=1):
         if entry.meta.index < since:
             break
-        c = (first.xyxy[:, :2] + first.xyxy[:, 2:]) / 2
-        half = (first.xyxy[:, 2:] - first.xyxy[:, :2]) / 2 * (1 + growth * back)
-        grown = FaceDetections(
-            np.concatenate([c - half, c + half], 1),
-            np.zeros(len(first), np.float32),
-            c[:, None, :] + (first.landmarks - c[:, None, :]) * (1 + growth * back),
-            first.track_id,
-            np.full(len(first), BACKFILLED, np.int8),
-        )
+        grown = _grown(first, 1 + growth * back)
         present = set(int(t) for t in entry.faces.track_id)
         keep = [i for i, t in enumerate(grown.track_id) if int(t) not in present]
         if keep:
             entry.faces = FaceDetections.concat([entry.faces, grown[np.array(keep)]])
+
+
+def _grown(faces: FaceDetections, factor: float) -> FaceDetections:
+    """`faces` scaled by `factor` about their box centres (box and landmarks), as BACKFILLED
+    rows: a face's place in a buffered frame before this frame's detection of it."""
+    c = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
+    half = (faces.xyxy[:, 2:] - faces.xyxy[:, :2]) / 2 * factor
+    return FaceDetections(
+        np.concatenate([c - half, c + half], 1),
+        np.zeros(len(faces), np.float32),
+        c[:, None, :] + (faces.landmarks - c[:, None, :]) * factor,
+        faces.track_id,
+        np.full(len(faces), BACKFILLED, np.int8),
+    )
 
 
 def _bridge_skipped(
@@ -430,16 +421,7 @@ def _bridge_skipped(
         if not all(placed):
             for m, e in enumerate(span[1:], start=1):
                 if not placed[m - 1] and (cut is None or e.meta.index >= cut):
-                    grow = 1 + growth * (every - m)
-                    c = (faces.xyxy[k, :2] + faces.xyxy[k, 2:]) / 2
-                    half = (faces.xyxy[k, 2:] - faces.xyxy[k, :2]) / 2 * grow
-                    row = FaceDetections(
-                        np.concatenate([c - half, c + half])[None].astype(np.float32),
-                        np.zeros(1, np.float32),
-                        (c + (faces.landmarks[k] - c) * grow)[None].astype(np.float32),
-                        np.array([tid], np.int64),
-                        np.full(1, BACKFILLED, np.int8),
-                    )
+                    row = _grown(faces[k : k + 1], 1 + growth * (every - m))
                     e.faces = FaceDetections.concat([e.faces, row]) if len(e.faces) else row
             continue
         if any(len(r) != 1 for r in rows):
@@ -714,18 +696,19 @@ def anonymize_video(
                     _forward(item)
                     continue
                 assert isinstance(item, VideoItem)
-                force = fa.must_detect(item.rgb, item.meta.index)
+                cut = is_cut(item.rgb)
+                force = fa.must_detect(item.meta.index, is_cut.change)
                 job = fa.detect_ahead(item.rgb, item.meta.index, force)
                 if job is None:
-                    yield item, None, force
+                    yield item, None, force, cut
                     continue
-                ahead.append((item, job, force))
+                ahead.append((item, job, force, cut))
                 while len(ahead) > fa.depth:
-                    done, job, forced = ahead.popleft()
-                    yield done, job.result(), forced
+                    done, job, forced, was_cut = ahead.popleft()
+                    yield done, job.result(), forced, was_cut
             while ahead:
-                done, job, forced = ahead.popleft()
-                yield done, job.result(), forced
+                done, job, forced, was_cut = ahead.popleft()
+                yield done, job.result(), forced, was_cut
 
         try:
             if tracks_path is not None:
@@ -736,11 +719,10 @@ def anonymize_video(
             enc_t.start()
             total = info.frames
             last_pts = None  # the latest decoded frame's pts
-            for item, detected, force in frames():
+            for item, detected, force, cut in frames():
                 summary.frames_read += 1
                 if item.meta.pts is not None:
                     last_pts = item.meta.pts if last_pts is None else max(last_pts, item.meta.pts)
-                cut = is_cut(item.rgb)
                 if cut:
                     last_cut = item.meta.index
                 faces, failed = fa.locate(item.rgb, item.meta.index, scene_cut=cut, detected=detected, force=force)

@@ -38,7 +38,7 @@ from vidanon.io.decode import park_decoder
 from vidanon.metrics.flicker import FlickerMeter, FlickerSample
 from vidanon.metrics.plot import write_plot
 from vidanon.metrics.sface import SAME_IDENTITY_THRESHOLD, SFace, cosine
-from vidanon.metrics.tracks import GreedyIouTracker, TracksFile, iou_matrix, load_tracks
+from vidanon.metrics.tracks import GreedyIouTracker, TracksFile, iou_matrix, load_tracks, with_untracked
 from vidanon.types import DETECTED, FaceDetections
 
 __all__ = ["BenchConfig", "BenchReport", "run_bench", "write_plot"]
@@ -282,7 +282,7 @@ def run_bench(
             if track_file is not None:
                 # fail closed: a face the detector finds in the original that the tracks file
                 # lacks (a file of another clip, cut short, or edited) is measured too
-                faces, extra = _with_untracked(track_file.at(n), detector.detect(img_o))
+                faces, extra = with_untracked(track_file.at(n), detector.detect(img_o))
                 if extra:
                     untracked.append((n, extra))
             else:
@@ -486,23 +486,6 @@ class _DriftCheck:
             f"timestamps drift apart at frame {n} (original {d_o:.3f} s, anonymized {d_a:.3f} s after the "
             "first frame): frames may have been dropped or duplicated; frames are compared by index"
         )
-
-
-def _with_untracked(listed: FaceDetections, found: FaceDetections) -> tuple[FaceDetections, int]:
-    """`listed` (a tracks file's faces) with every face of `found` (the detector's, in the
-    original) that no listed face overlaps (IoU < 0.3) added as detected and untracked, and
-    how many were added."""
-    if not len(found):
-        return listed, 0
-    if len(listed):
-        new = iou_matrix(found.xyxy, listed.xyxy).max(axis=1) < 0.3
-        if not new.any():
-            return listed, 0
-        found = found[new]
-    extra = FaceDetections(
-        found.xyxy, found.score, found.landmarks, np.full(len(found), -1, np.int64), np.zeros(len(found), np.int8)
-    )
-    return (FaceDetections.concat([listed, extra]) if len(listed) else extra), len(found)
 
 
 def _check_tracks_size(track_file: TracksFile | None, path: Path | None, width: int, height: int) -> None:

@@ -50,6 +50,18 @@ def greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     return pairs
 
 
+def with_untracked(listed: FaceDetections, found: FaceDetections) -> tuple[FaceDetections, int]:
+    """`listed` with every face of `found` that no listed face overlaps (IoU < 0.3) added as
+    detected and untracked, and how many were added (fail closed: a face a detector finds
+    that the list lacks is covered or measured too)."""
+    if len(listed) and len(found):
+        found = found[iou_matrix(found.xyxy, listed.xyxy).max(axis=1) < 0.3]
+    if not len(found):
+        return listed, 0
+    extra = FaceDetections(found.xyxy, found.score, found.landmarks)  # track -1, detected
+    return (FaceDetections.concat([listed, extra]) if len(listed) else extra), len(found)
+
+
 class GreedyIouTracker:
     """Associates detections frame to frame by IoU with each track's last box.
 
@@ -160,20 +172,24 @@ def load_tracks(path: Path) -> TracksFile:
 MAX_COORD = 1e5  # pixels: no video is that large; a coordinate beyond is a broken file
 
 
+def _coordinates(values: list, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """float32 pixel coordinates of a tracks file, refused (ValueError) where not finite or absurd."""
+    arr = np.array(values, np.float64).reshape(shape)
+    if not np.isfinite(arr).all() or np.abs(arr).max() > MAX_COORD:
+        raise ValueError(f"{what} is not finite or lies beyond {MAX_COORD:g} pixels")
+    return arr.astype(np.float32)
+
+
 def _frame_faces(items: list) -> FaceDetections:
     if not items:
         return FaceDetections.empty()
-    xyxy = np.array([f["xyxy"] for f in items], np.float64).reshape(-1, 4)
-    if not np.isfinite(xyxy).all() or np.abs(xyxy).max() > MAX_COORD:
-        raise ValueError(f"a face box is not finite or lies beyond {MAX_COORD:g} pixels")
-    xyxy = xyxy.astype(np.float32)
+    xyxy = _coordinates([f["xyxy"] for f in items], (-1, 4), "a face box")
     canon = FaceDetections(xyxy).landmarks  # canonical positions for faces written without landmarks
-    landmarks = np.array(
-        [canon[i] if f.get("landmarks") is None else f["landmarks"] for i, f in enumerate(items)], np.float64
-    ).reshape(-1, 5, 2)
-    if not np.isfinite(landmarks).all() or np.abs(landmarks).max() > MAX_COORD:
-        raise ValueError(f"a landmark is not finite or lies beyond {MAX_COORD:g} pixels")
-    landmarks = landmarks.astype(np.float32)
+    landmarks = _coordinates(
+        [canon[i] if f.get("landmarks") is None else f["landmarks"] for i, f in enumerate(items)],
+        (-1, 5, 2),
+        "a landmark",
+    )
     score = np.array([float(f.get("score", 1.0)) for f in items], np.float32)
     track_id = np.array([int(f.get("track_id", -1)) for f in items], np.int64)
     state = np.array([_STATES.get(f.get("state", "detected"), 0) for f in items], np.int8)
