@@ -73,36 +73,22 @@ def run_guarded(fn) -> int:
             signal.signal(signal.SIGTERM, old)
 
 
-# settings whose names differ from their options, as config errors name them
+# settings whose names differ from their options (any other `a_b` is `--a-b`), as config errors name them
 _OPTION_OF = {
     "score_threshold": "--threshold",
     "max_size": "--detect-size",
     "every": "--detect-every",
-    "hold_frames": "--hold-frames",
-    "lookahead": "--lookahead",
-    "motion_gain": "--motion-gain",
-    "mode": "--mode",
     "shape": "--mask-shape",
-    "mask_scale": "--mask-scale",
-    "fallback": "--fallback",
-    "z_mode": "--z-mode",
-    "temporal_blend": "--temporal-blend",
-    "regenerate_every": "--regenerate-every",
-    "precision": "--precision",
-    "device": "--device",
-    "seed": "--seed",
-    "crf": "--crf",
     "encoder threads": "--encode-threads",
-    "preset": "--preset",
 }
 
 
 def _option_names(msg: str) -> str:
     """A config error as the user typed it: "every must be ..." -> "--detect-every must be ..."."""
-    for name, option in _OPTION_OF.items():
-        if msg.startswith(name + " must"):
-            return option + msg[len(name) :]
-    return msg
+    name, sep, rest = msg.partition(" must")
+    if not sep or not (name in _OPTION_OF or name.isidentifier()):
+        return msg
+    return _OPTION_OF.get(name, "--" + name.replace("_", "-")) + sep + rest
 
 
 def _left(exc: BaseException) -> str:
