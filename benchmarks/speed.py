@@ -66,13 +66,14 @@ print(n, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_m
 
 VIDANON = r"""
 import sys, time, json, resource
-from vidanon.config import CoverConfig, EncodeConfig, PipelineConfig, TrackConfig
+from vidanon.config import CoverConfig, DetectConfig, EncodeConfig, PipelineConfig, TrackConfig
 from vidanon.pipeline import anonymize_video
 mode, device, precision, codec, paste = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 motion = {"default": None, "on": True, "off": False}[sys.argv[8] if len(sys.argv) > 8 else "default"]
+detect = DetectConfig(turns=()) if len(sys.argv) > 9 and sys.argv[9] == "none" else DetectConfig()
 dp = {"auto": None, "host": False, "device": True}[paste]
 cover = CoverConfig(mode=mode, device=device, precision=precision, device_paste=dp)
-cfg = PipelineConfig(cover=cover, track=TrackConfig(motion=motion), encode=EncodeConfig(codec=codec))
+cfg = PipelineConfig(detect=detect, cover=cover, track=TrackConfig(motion=motion), encode=EncodeConfig(codec=codec))
 t0, c0 = time.perf_counter(), time.process_time()
 s = anonymize_video(sys.argv[1], sys.argv[2], cfg, overwrite=True)
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -145,6 +146,11 @@ def main() -> None:
         default="default",
         help="motion stabilization in every vidanon run (default: each mode's default, on in gan mode only)",
     )
+    ap.add_argument(
+        "--upright",
+        action="store_true",
+        help="also time each CPU mode with --turns none (the upright detector pass only), for the turned passes' cost",
+    )
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",") if s]
@@ -162,6 +168,7 @@ def main() -> None:
             rows.append((clip.name, what, floor, 1.0, frss, fcpu / fsecs, ""))
             x264, nv = "libx264", "h264_nvenc"
             runs = [("blur", "cpu", x264, "auto")] + ([("gan", "cpu", x264, "auto")] if a.gan else [])
+            runs += [(m, d, c, "upright") for m, d, c, _ in runs] if a.upright else []
             # on CUDA the paste-back runs on the GPU (devpaste); the host row is OpenCV's, for comparison
             runs += [("gan", "cuda", x264, "auto"), ("gan", "cuda", x264, "host")] if a.cuda else []
             runs += (
@@ -169,13 +176,16 @@ def main() -> None:
             )
             for mode, device, codec, paste in runs:
                 out = tmp / f"{mode}.mp4"
+                turns = "none" if paste == "upright" else "default"
+                paste = "auto" if paste == "upright" else paste
                 n, secs, rss, cpu, stages, warnings = run(
-                    VIDANON, str(clip), str(out), mode, device, a.precision, codec, paste, a.motion
+                    VIDANON, str(clip), str(out), mode, device, a.precision, codec, paste, a.motion, turns
                 )
                 fps = n / secs
                 st = " ".join(f"{k} {v / n * 1000:.1f}" for k, v in stages.items())
                 what = f"vidanon {mode}" + (" --device cuda" if device == "cuda" else "")
                 what += " (paste-back on the host)" if paste == "host" else ""
+                what += " --turns none" if turns == "none" else ""
                 if codec != x264:
                     fell_back = any(codec in w for w in warnings)
                     what += f" --codec {codec}" + (" (fell back to libx264)" if fell_back else "")
@@ -191,6 +201,7 @@ def main() -> None:
     flags = (" --gan" if a.gan else "") + (" --cuda" if a.cuda else "") + (" --nvenc" if a.nvenc else "")
     flags += f" --precision {a.precision}" if a.precision != "auto" else ""
     flags += f" --motion {a.motion}" if a.motion != "default" else ""
+    flags += " --upright" if a.upright else ""
     flags += f" --deface {a.deface}" if a.deface and a.deface != shutil.which("deface") else ""
     head = (
         f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, {gpu}; "

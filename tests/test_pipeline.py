@@ -154,7 +154,7 @@ def test_lookahead_covers_frames_before_first_detection(tmp_path):
     backfilled = {(rec["index"], f["track_id"]) for rec in doc for f in rec["faces"] if f["state"] == "backfilled"}
     assert summary.faces_backfilled > 0
     for tid, k in first.items():
-        if k > 0:  # every frame of the look-ahead window before the first detection is covered
+        if k > 0 and tid >= 0:  # every frame of the look-ahead window before a track's first detection is covered
             assert all((j, tid) in backfilled for j in range(max(0, k - 8), k))
 
 
@@ -496,12 +496,15 @@ def test_detect_every_never_outruns_the_hold_or_the_lookahead(people_clip, tmp_p
 def test_tracking_settings_stretch_with_the_detection_gap():
     from vidanon.config import DETECT_EVERY_MAX, HOLD_FRAMES_MAX, DetectConfig, TrackConfig
 
-    track = TrackConfig(hold_frames=5, lookahead=0)
-    assert PipelineConfig(track=track).tracking() == PipelineConfig(track=track).track  # every frame: as given
-    t = PipelineConfig(detect=DetectConfig(every=2), track=track).tracking()
+    track, upright = TrackConfig(hold_frames=5, lookahead=0), DetectConfig(turns=())
+    cfg = PipelineConfig(detect=upright, track=track)
+    assert cfg.tracking() == cfg.track  # every frame, upright only: as given
+    t = PipelineConfig(detect=DetectConfig(every=2, turns=()), track=track).tracking()
     assert (t.hold_frames, t.lookahead) == (6, 2)
+    t = PipelineConfig(track=track).tracking()  # reaching back to each turn's last pass
+    assert (t.hold_frames, t.lookahead) == (5, DetectConfig().turn_period())
     t = PipelineConfig(detect=DetectConfig(every=2), track=TrackConfig(hold_frames=HOLD_FRAMES_MAX)).tracking()
-    assert (t.hold_frames, t.lookahead) == (HOLD_FRAMES_MAX, 8)
+    assert (t.hold_frames, t.lookahead) == (HOLD_FRAMES_MAX, DetectConfig().turn_period())
     with pytest.raises(ValueError, match="every must be in"):
         DetectConfig(every=DETECT_EVERY_MAX + 1)
 

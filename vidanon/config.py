@@ -35,6 +35,11 @@ DETECT_EVERY_MAX = 2
 a held face's generated stand-in reached SFace's same-person cosine (0.364) at N=3."""
 
 
+TURNS = (90, 270, 180)
+"""Clockwise turns of the frame searched besides the upright one (`vidanon.detect.turn`), the
+quarter turns first: a head rolled sideways, lying down, is commoner than one upside down."""
+
+
 @dataclass(frozen=True)
 class DetectConfig:
     """Face detection.
@@ -54,6 +59,17 @@ class DetectConfig:
             next frames while tracking consumes them in order; 0 picks a
             quarter of the cores, at most 3 (1, on the main thread, below 8
             cores). Same detections either way.
+        turns: clockwise quarter and half turns (90, 180, 270) of the frame that
+            are searched too, for faces rolled in the picture's plane (lying down,
+            a tilted head or camera) that the upright pass misses from about 45
+            degrees on (`vidanon.detect.turn`). Empty: upright only.
+        turn_every: one turned pass every this many frames, the turns in
+            rotation; all of them on the first frame, at a scene cut and on a frame
+            detected for a sudden change, and a turn that found a face is searched
+            on every detected frame while that face may still be held. A face that
+            only a turn finds is covered from the frame it entered (the lookahead
+            is at least `turn_every` times the number of turns). A multiple of
+            `every`.
     """
 
     backend: str = "yunet"
@@ -62,6 +78,8 @@ class DetectConfig:
     nms_threshold: float = 0.3
     every: int = 1
     workers: int = 0
+    turns: tuple[int, ...] = TURNS
+    turn_every: int = 4
 
     def __post_init__(self) -> None:
         _check(0.0 < self.score_threshold < 1.0, f"score_threshold must be in (0, 1), got {self.score_threshold}")
@@ -73,6 +91,28 @@ class DetectConfig:
             "bare on the samples in blur mode, and a held face's stand-in matched the person in gan mode)",
         )
         _check(0 <= self.workers <= 16, f"detector workers must be in [0, 16], got {self.workers}")
+        object.__setattr__(self, "turns", tuple(int(a) for a in self.turns))
+        _check(
+            all(a in (90, 180, 270) for a in self.turns) and len(set(self.turns)) == len(self.turns),
+            f"turns must be distinct values of 90, 180 and 270, got {', '.join(map(str, self.turns)) or 'none'}",
+        )
+        _check(
+            1 <= self.turn_every <= 30 and self.turn_every % self.every == 0,
+            f"turn_every must be in [1, 30] and a multiple of every ({self.every}), got {self.turn_every}",
+        )
+
+    def turn_period(self) -> int:
+        """Frames between two passes of the same turn (0 without turns)."""
+        return self.turn_every * len(self.turns)
+
+    def turns_at(self, index: int, every_turn: bool = False) -> tuple[int, ...]:
+        """The scheduled turns for frame `index`: all of them with `every_turn`, else one
+        every `turn_every` frames, in rotation."""
+        if not self.turns or every_turn:
+            return self.turns
+        if index % self.turn_every:
+            return ()
+        return (self.turns[(index // self.turn_every) % len(self.turns)],)
 
     def worker_count(self) -> int:
         """Detector threads: `workers`, or the automatic choice."""
@@ -297,14 +337,13 @@ class PipelineConfig:
         face is still covered when the detector next looks at it) and the lookahead is
         at least N frames (a face that appears in a skipped frame is covered from there
         once it is detected, and the skipped frames are placed between the detections
-        on either side). Fail closed: a hold or lookahead shorter than the gap between
+        on either side). The lookahead is also at least the frames between two passes
+        of one turn (`DetectConfig.turn_period`): a turned face is covered from where it
+        entered. Fail closed: a hold or lookahead shorter than the gap between
         detections would leave faces bare.
         """
         gap = self.detect.every - 1
-        if gap == 0:
+        lookahead = max(self.track.lookahead, gap + 1 if gap else 0, self.detect.turn_period())
+        if gap == 0 and lookahead == self.track.lookahead:
             return self.track
-        return replace(
-            self.track,
-            hold_frames=min(HOLD_FRAMES_MAX, self.track.hold_frames + gap),
-            lookahead=max(self.track.lookahead, gap + 1),
-        )
+        return replace(self.track, hold_frames=min(HOLD_FRAMES_MAX, self.track.hold_frames + gap), lookahead=lookahead)

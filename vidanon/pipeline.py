@@ -30,6 +30,7 @@ from vidanon.anonymize import make_coverer
 from vidanon.anonymize.filters import apply_filter, cover_whole_frame
 from vidanon.config import PipelineConfig
 from vidanon.detect import make_detector
+from vidanon.detect.turn import upright_turn, with_turns
 from vidanon.errors import InputError, OutputError, StrictModeError, VidanonError
 from vidanon.io.decode import Demuxer, PacketItem, VideoItem, check_readable
 from vidanon.io.encode import VideoWriter
@@ -131,6 +132,11 @@ change by 14.2 at most (p50 3.9), of people.mp4 by 2.3 at p90 (32-58 at its cut 
 face shown on odd frames only changed them by 31, one flashing into a frame by 18."""
 
 
+TURN_LAG = 7
+"""Frames after which a turn that found a face is searched on every frame (`FrameAnonymizer._turns`);
+more than the frames detection may run ahead on the pool (at most TURN_LAG - 1)."""
+
+
 # ---------------------------------------------------------------- frame stage
 class FrameAnonymizer:
     """Detect -> track -> cover for one stream of frames, with stage failures contained."""
@@ -146,10 +152,12 @@ class FrameAnonymizer:
         # per-call state); a detector handed in stays on the calling thread.
         workers = 1 if detector is not None else cfg.detect.worker_count()
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="vidanon-detect") if workers > 1 else None
-        self.depth = 2 * workers  # frames in flight on the pool
+        self.depth = min(2 * workers, TURN_LAG - 1)  # frames in flight on the pool
         self._local = threading.local()
         self._lock = threading.Lock()
         self._spare = [self.detector]
+        self._turn_found: dict[int, set[int]] = {}  # turn -> recent frames on which it found a face
+        self._hold = cfg.tracking().hold_frames
 
     def _thread_detector(self):
         d = getattr(self._local, "detector", None)
@@ -159,16 +167,22 @@ class FrameAnonymizer:
             self._local.detector = d = d or make_detector(self.cfg.detect)
         return d
 
-    def detect(self, rgb: np.ndarray, index: int, force: bool = False) -> tuple[FaceDetections, bool]:
+    def detect(
+        self, rgb: np.ndarray, index: int, force: bool = False, every_turn: bool = False
+    ) -> tuple[FaceDetections, bool]:
         """Detections in one frame, and whether detection failed. Safe on any thread. A frame
-        that `--detect-every` skips gets none, unless `force` (`must_detect`)."""
+        that `--detect-every` skips gets none, unless `force` (`must_detect`). A detected
+        frame is also searched turned (`_turns`; every turn when `force` or `every_turn`)."""
         failed = False
         t0 = time.perf_counter()
         try:
             if not force and index % self.cfg.detect.every:
                 dets = FaceDetections.empty()  # skipped: the tracker predicts (and covers) every face
             else:
-                dets = (self.detector if self.pool is None else self._thread_detector()).detect(rgb)
+                detector = self.detector if self.pool is None else self._thread_detector()
+                turns = self._turns(index, force or every_turn or index == 0)
+                dets, hits = with_turns(detector, rgb, turns, self.cfg.detect.nms_threshold)
+                self._found_turned(index, hits)
         except Exception as exc:  # noqa: BLE001 - any stage failure is contained and covered
             log.debug("detector failed on frame %d: %s", index, exc)
             dets, failed = FaceDetections.empty(), True
@@ -176,22 +190,101 @@ class FrameAnonymizer:
             self.seconds["detect"] += time.perf_counter() - t0
         return dets, failed
 
-    def detect_skipped(self, entry: _Pending) -> None:
-        """Detects in a buffered frame that the schedule skipped (the video's last, which no
-        later detection bridges: `_bridge_skipped`): a tracked place that a face found there
-        overlaps (IoU >= 0.3) grows to hold it, and every other face found is covered,
-        untracked; a failed detection covers the frame by the fallback. A face only in such a
-        frame was left bare."""
-        dets, failed = self.detect(entry.rgb, entry.meta.index, force=True)
+    def _turns(self, index: int, every_turn: bool) -> list[int]:
+        """The turns of the frame searched at `index`: the schedule's (`DetectConfig.turns_at`),
+        and each turn that found a face from TURN_LAG to the hold's length of frames before:
+        a face rolled out of the upright pass's reach is then searched every frame, not only
+        every `turn_period` frames. The lag is the most frames detection runs ahead on the pool
+        (`depth`), so the turns of a frame do not depend on which frames finished first: the
+        same detections on any number of threads."""
+        planned = self.cfg.detect.turns_at(index, every_turn)
+        with self._lock:
+            recent = {
+                a for a, at in self._turn_found.items() if any(index - self._hold <= i <= index - TURN_LAG for i in at)
+            }
+        return [a for a in self.cfg.detect.turns if a in planned or a in recent]
+
+    def _found_turned(self, index: int, hits: list[int]) -> None:
+        with self._lock:
+            for angle in hits:
+                at = self._turn_found.setdefault(angle, set())
+                at.add(index)
+                for i in [i for i in at if i < index - self._hold - 2 * TURN_LAG]:
+                    at.discard(i)
+
+    def detect_last(self, buffer: deque[_Pending], since: int, growth: float) -> None:
+        """Searches the video's last buffered frame once more, at every turn, and upright too
+        when the schedule skipped it: no later detection bridges it (`_bridge_skipped`), nor
+        finds a face there that entered after the last pass of its turn. On a skipped frame a
+        tracked place that a face found overlaps (IoU >= 0.3) grows to hold it. Every other
+        face found is covered there, untracked, and in the buffered frames before it back to
+        the last cut (`since`): found there by `search_back`, and grown by `growth` per frame
+        back as backfill is. A failed detection covers the frame by the fallback. A face only
+        in such frames was left bare."""
+        entry = buffer[-1]
+        if entry.meta.index % self.cfg.detect.every:
+            dets, failed = self.detect(entry.rgb, entry.meta.index, force=True)
+        else:
+            dets, failed = self._searched(entry.rgb, entry.meta.index, self.cfg.detect.turns, upright=False)
         if failed:
             entry.failed = True
             return
-        if len(dets) and len(entry.faces):
+        if len(dets) and len(entry.faces) and entry.meta.index % self.cfg.detect.every:
             iou = iou_matrix(dets.xyxy, entry.faces.xyxy)
             for k in np.flatnonzero(iou.max(axis=1) >= 0.3):
                 j = int(iou[k].argmax())
                 entry.faces.xyxy[j] = box_union(entry.faces.xyxy[j], dets.xyxy[k])
+        listed = len(entry.faces)
         entry.faces, _ = with_untracked(entry.faces, dets)
+        new = entry.faces[np.arange(listed, len(entry.faces))]
+        earlier = deque(list(buffer)[:-1])
+        self.search_back(earlier, new, since)
+        _backfill_rows(earlier, new, growth, since)
+
+    def search_back(self, buffer: deque[_Pending], first: FaceDetections, since: int) -> None:
+        """Faces found for the first time in the frame after the buffered ones (`first`: a new
+        track's detection, or the last frame's new faces): those rolled past 45 degrees (by
+        their landmarks, `upright_turn`) were found by a turned pass, which runs only every
+        `turn_period` frames, so the face may have been in the frames before, and elsewhere
+        (entering fast, the backfill's box at the first detection's place missed it on a test
+        clip). The buffered frames are searched at those turns, newest first, back to the cut
+        (`since`) and at most `turn_period` frames, until one shows no face there; each face
+        found is covered where it is (untracked). An upright face new in a frame the schedule
+        skipped (the last) is searched back upright the same way."""
+        if not len(first) or not buffer:
+            return
+        turns = {upright_turn(lm) for lm in first.landmarks}
+        upright = 0 in turns and self.cfg.detect.every > 1
+        turns = [a for a in self.cfg.detect.turns if a in turns]
+        if not turns and not upright:
+            return
+        reach = max(self.cfg.detect.turn_period(), self.cfg.detect.every)
+        for back, entry in enumerate(reversed(buffer)):
+            if back >= reach or entry.meta.index < since:
+                break
+            found, failed = self._searched(entry.rgb, entry.meta.index, turns, upright)
+            if failed:
+                entry.failed = True
+                continue
+            if not len(found):
+                break
+            entry.faces, _ = with_untracked(entry.faces, found)
+
+    def _searched(self, rgb: np.ndarray, index: int, turns, upright: bool = True) -> tuple[FaceDetections, bool]:
+        """The faces found at `turns` of the frame (and upright), one row per face, and
+        whether detection failed. Safe on any thread."""
+        t0 = time.perf_counter()
+        dets, failed = FaceDetections.empty(), False
+        try:
+            detector = self.detector if self.pool is None else self._thread_detector()
+            base = detector.detect(rgb) if upright else FaceDetections.empty()
+            dets, _ = with_turns(detector, rgb, turns, self.cfg.detect.nms_threshold, base)
+        except Exception as exc:  # noqa: BLE001
+            log.debug("detector failed on frame %d: %s", index, exc)
+            dets, failed = FaceDetections.empty(), True
+        with self._lock:
+            self.seconds["detect"] += time.perf_counter() - t0
+        return dets, failed
 
     def must_detect(self, index: int, change: float) -> bool:
         """Whether a frame that `--detect-every` would skip must be detected all the same: the
@@ -201,9 +294,9 @@ class FrameAnonymizer:
         every = self.cfg.detect.every
         return every > 1 and index % every != 0 and change > CHANGE_DETECT
 
-    def detect_ahead(self, rgb: np.ndarray, index: int, force: bool = False) -> Future | None:
+    def detect_ahead(self, rgb: np.ndarray, index: int, force: bool = False, scene_cut: bool = False) -> Future | None:
         """`detect` started on the pool (None without one: `locate` then detects)."""
-        return None if self.pool is None else self.pool.submit(self.detect, rgb, index, force)
+        return None if self.pool is None else self.pool.submit(self.detect, rgb, index, force, scene_cut)
 
     def locate(
         self,
@@ -220,7 +313,7 @@ class FrameAnonymizer:
         held only briefly, unless detection failed (then the full hold applies:
         fail closed).
         """
-        dets, failed = detected if detected is not None else self.detect(rgb, index, force)
+        dets, failed = detected if detected is not None else self.detect(rgb, index, force, scene_cut)
         t1 = time.perf_counter()
         faces = self.tracker.update(dets, index, scene_cut=scene_cut and not failed, frame=rgb)
         self.track_ids.update(int(t) for t in faces.track_id if t >= 0)
@@ -355,14 +448,28 @@ def _backfill(
     if not new_ids or not buffer:
         return
     sel = np.isin(faces.track_id, new_ids)
-    if not sel.any():
+    if sel.any():
+        _backfill_rows(buffer, faces[np.flatnonzero(sel)], growth, since)
+
+
+def _new_detected(faces: FaceDetections, new_ids: list[int]) -> FaceDetections:
+    """The rows of tracks new in this frame that this frame's detection found."""
+    if not new_ids or not len(faces):
+        return FaceDetections.empty()
+    return faces[np.flatnonzero(np.isin(faces.track_id, new_ids) & (faces.state == DETECTED))]
+
+
+def _backfill_rows(buffer, first: FaceDetections, growth: float, since: int = 0) -> None:
+    """Adds `first` (faces found in the frame after the last buffered one) to the buffered
+    frames back to frame `since`, grown by `growth` per frame back: a tracked face only where
+    the frame has no place for its track, an untracked one (id -1) always."""
+    if not len(first):
         return
-    first = faces[np.flatnonzero(sel)]
     for back, entry in enumerate(reversed(buffer), start=1):
         if entry.meta.index < since:
             break
         grown = _grown(first, 1 + growth * back)
-        present = set(int(t) for t in entry.faces.track_id)
+        present = set(int(t) for t in entry.faces.track_id if t >= 0)
         keep = [i for i, t in enumerate(grown.track_id) if int(t) not in present]
         if keep:
             entry.faces = FaceDetections.concat([entry.faces, grown[np.array(keep)]])
@@ -698,7 +805,7 @@ def anonymize_video(
                 assert isinstance(item, VideoItem)
                 cut = is_cut(item.rgb)
                 force = fa.must_detect(item.meta.index, is_cut.change)
-                job = fa.detect_ahead(item.rgb, item.meta.index, force)
+                job = fa.detect_ahead(item.rgb, item.meta.index, force, cut)
                 if job is None:
                     yield item, None, force, cut
                     continue
@@ -728,6 +835,7 @@ def anonymize_video(
                 faces, failed = fa.locate(item.rgb, item.meta.index, scene_cut=cut, detected=detected, force=force)
                 _bridge_skipped(buffer, faces, item.meta.index, cfg.detect.every, last_cut, cfg.track.hold_growth)
                 _backfill(buffer, faces, fa.tracker.new_ids, cfg.track.hold_growth, last_cut)
+                fa.search_back(buffer, _new_detected(faces, fa.tracker.new_ids), last_cut)
                 buffer.append(_Pending(item.rgb, item.meta, faces, failed, dict(fa.tracker.carried)))
                 while len(buffer) > lookahead:
                     _send(buffer.popleft())
@@ -738,8 +846,8 @@ def anonymize_video(
                         raise _stage_error(t)
             if dec_t.error is not None:
                 raise _stage_error(dec_t)
-            if buffer and buffer[-1].meta.index % cfg.detect.every:
-                fa.detect_skipped(buffer[-1])  # the last frame: no later detection bridges it
+            if buffer and (buffer[-1].meta.index % cfg.detect.every or cfg.detect.turns):
+                fa.detect_last(buffer, last_cut, cfg.track.hold_growth)  # no later detection bridges it
             while buffer:
                 _send(buffer.popleft())
             _send(_DONE)

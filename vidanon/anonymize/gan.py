@@ -27,8 +27,9 @@ from vidanon.anonymize.generator import from_uint8
 from vidanon.anonymize.latents import latents_for_faces
 from vidanon.anonymize.temporal import TemporalBlend
 from vidanon.config import CoverConfig, DetectConfig
+from vidanon.detect.turn import SURE, upright_turn
 from vidanon.errors import ModelLoadError
-from vidanon.types import FaceDetections
+from vidanon.types import DETECTED, FaceDetections
 
 
 def _cover_extent(xyxy: np.ndarray, mask_scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +59,8 @@ GUARD_RECHECK = 30  # frames after which a track's face is checked again
 OWN_ALIGN_SAME = 0.03  # landmarks this close (share of the face's height) align the same crop for SFace
 GUARD_RECHECK_EXIT = 0.1  # a track is also checked again once this much more of its cover left the frame
 
+
+TURNED_SURE = SURE  # `vidanon.detect.turn.SURE`
 
 EYE_MARGIN = 0.1  # share of a face's height by which both eyes must lie inside the frame for a generated face
 
@@ -167,6 +170,7 @@ class GanCoverer:
         self.tried: dict[int, int] = {}  # per track, the highest redraw count tried
         self.checked: dict[int, tuple[int, float]] = {}  # track -> (frame of its last check, cover share in view)
         self.generated: dict[int, int] = {}  # track -> frame its face was last generated (regenerate_every)
+        self.best_score: dict[int, float] = {}  # track -> its best detection score (`_sure`)
         # seconds spent in each part of `cover` (crops and donors, the network, the identity
         # guard, the temporal blend, the paste-back and the leftover filter), summed over frames;
         # `benchmarks/speed.py` prints them per frame, so a slow cover stage says which part it is
@@ -352,6 +356,7 @@ class GanCoverer:
         index; a face YuNet does not find there is left out. A viewer sees the generated face
         as drawn, not at the original's landmarks: on people.mp4 one read 0.19 at the original's
         landmarks and 0.41 at its own."""
+        from vidanon.detect.turn import detect_turned, upright_turn
         from vidanon.detect.yunet import YuNetDetector
         from vidanon.metrics.tracks import iou_matrix
 
@@ -366,7 +371,9 @@ class GanCoverer:
             wx1, wy1 = int(min(w, x1 + bw)), int(min(h, y1 + bh))
             if wx1 - wx0 < 16 or wy1 - wy0 < 16:
                 continue
-            found = self.guard_detector.detect(np.ascontiguousarray(cand[wy0:wy1, wx0:wx1]))
+            window = np.ascontiguousarray(cand[wy0:wy1, wx0:wx1])
+            angle = upright_turn(faces.landmarks[i])  # a face rolled past 45 degrees is searched turned
+            found = detect_turned(self.guard_detector, window, angle) if angle else self.guard_detector.detect(window)
             if not len(found):
                 continue
             off = np.array([wx0, wy0], np.float32)
@@ -417,6 +424,21 @@ class GanCoverer:
         """
         return self.finish(self.prepare(frame, faces, frame_index))
 
+    def _sure(self, faces: FaceDetections) -> np.ndarray:
+        """(n,) bool: faces sure enough to be faces for a generated one. A face rolled past 45
+        degrees (by its landmarks: only a turned pass of the detector, `vidanon.detect.turn`,
+        finds one) whose track never scored TURNED_SURE gets the fallback filter: the turned
+        passes also took a wine glass for a face (0.72 on people.mp4), and a face painted there
+        shows. Covered either way."""
+        for t, score, state in zip(faces.track_id, faces.score, faces.state):
+            if t >= 0 and state == DETECTED:
+                self.best_score[int(t)] = max(float(score), self.best_score.get(int(t), 0.0))
+        best = np.array(
+            [self.best_score.get(int(t), 0.0) if t >= 0 else float(sc) for t, sc in zip(faces.track_id, faces.score)]
+        )
+        rolled = np.array([upright_turn(lm) != 0 for lm in faces.landmarks], bool)
+        return ~rolled | (best >= TURNED_SURE)
+
     def prepare(self, frame: np.ndarray, faces: FaceDetections, frame_index: int) -> Prepared:
         """The stateful half of `cover`, in frame order: crops, the generator, the identity
         guard and the temporal blend. `finish` (stateless, any thread) pastes the result, so
@@ -427,7 +449,7 @@ class GanCoverer:
             return Prepared(frame, faces)
         h, w = frame.shape[:2]
         sides = (faces.xyxy[:, 2:] - faces.xyxy[:, :2]).min(axis=1)
-        generated = (sides >= self.cfg.min_gan_size) & eyes_in_frame(faces, w, h)
+        generated = (sides >= self.cfg.min_gan_size) & eyes_in_frame(faces, w, h) & self._sure(faces)
         p = Prepared(frame, faces, np.flatnonzero(generated), np.flatnonzero(~generated))
         if len(p.big):
             secs, t0 = self.seconds, time.perf_counter()

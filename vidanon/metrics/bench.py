@@ -33,6 +33,7 @@ import numpy as np
 
 from vidanon.config import DetectConfig
 from vidanon.detect import make_detector
+from vidanon.detect.turn import with_turns
 from vidanon.errors import CodecError, InputError
 from vidanon.io.decode import park_decoder
 from vidanon.metrics.flicker import FlickerMeter, FlickerSample
@@ -249,6 +250,11 @@ def run_bench(
     track_file = load_tracks(tracks) if tracks is not None else None
 
     detector = make_detector(cfg.detect)
+
+    def find(img: np.ndarray) -> FaceDetections:
+        """Faces upright and at every turn of the frame (a rolled face is measured too)."""
+        return with_turns(detector, img, cfg.detect.turns, cfg.detect.nms_threshold)[0]
+
     sface = SFace()
     tracker = GreedyIouTracker() if track_file is None else None
     acc = _Accumulator(cfg)
@@ -282,11 +288,11 @@ def run_bench(
             if track_file is not None:
                 # fail closed: a face the detector finds in the original that the tracks file
                 # lacks (a file of another clip, cut short, or edited) is measured too
-                faces, extra = with_untracked(track_file.at(n), detector.detect(img_o))
+                faces, extra = with_untracked(track_file.at(n), find(img_o))
                 if extra:
                     untracked.append((n, extra))
             else:
-                faces = detector.detect(img_o)
+                faces = find(img_o)
             sample = flicker.update(n, img_o, img_a, faces.xyxy)
             if sample is not None:
                 acc.flicker.append(sample)
@@ -295,7 +301,7 @@ def run_bench(
                     tracker.reset()  # a new scene: no track continues across the cut
                 faces = tracker.update(faces)
             if len(faces):
-                acc.add(n, img_o, img_a, faces, detector.detect(img_a), sface)
+                acc.add(n, img_o, img_a, faces, find(img_a), sface)
             n += 1
             if progress is not None:
                 progress(n)
