@@ -6,7 +6,8 @@ Each scene is a few seconds of 480x270 (some 640 wide) made from the bundled pho
 after a way a face could escape the cover: a face in a frame or two only, on odd frames
 only, right after a cut, back after a shot without it, entering fast at the edge, half
 outside the frame, a light jump, darkness or blur for a second, an occluder, tiny and huge
-faces, turned and mirrored faces, grey, dim and noisy pictures, a fast zoom, 16 faces.
+faces, turned and mirrored faces, faces lying on their side, upside down or spinning in the
+picture's plane, grey, dim and noisy pictures, a fast zoom, 16 faces.
 They come from an adversarial probe of the twelfth session, which found three bare faces
 (an exposure jump taken for a cut; with --detect-every 2 a face back on a skipped frame,
 and a face only in the skipped last frame), since fixed. Every clip is anonymized as
@@ -108,6 +109,9 @@ def scenes() -> dict[str, callable]:
         "small": lambda: [view(p5, 480, 350, 0.22 + 0.006 * i, size=(640, 360)) for i in range(40)],
         "large": lambda: [view(p3, 590, 176, 2.0 + 0.12 * i) for i in range(30)],
         "turning": lambda: [view(p4, 420, 150, 0.8, angle=3 * i) for i in range(35)],
+        "lying": lambda: [view(p5, 200 + 12 * i, 350, 0.5, angle=90) for i in range(40)],
+        "upside_down": lambda: [view(p3, 420 + 6 * i, 200, 0.5, angle=180) for i in range(30)],
+        "spinning": lambda: [view(p4, 420, 150, 0.7, angle=12 * i) for i in range(31)],
         "mirror": lambda: [view(p1, 480 + 5 * i, 300, 0.55, flip=True) for i in range(30)],
         "grey": lambda: [
             np.repeat(cv2.cvtColor(full(p5, i / 30), cv2.COLOR_RGB2GRAY)[..., None], 3, 2) for i in range(30)

@@ -1021,3 +1021,41 @@ def test_a_face_only_generator_gets_face_only_donors(tmp_path, monkeypatch, phot
     grey = (only.float().abs() < 0.01).all(1).float().mean()
     assert grey > 0.4 and (whole.float().abs() < 0.01).all(1).float().mean() < 0.05
     assert not np.array_equal(outs[False], outs[True])
+
+
+def test_identity_guard_checks_a_face_back_after_a_gap(tiny_ckpt, photo_faces, monkeypatch):
+    """A track detected again after GUARD_RECHECK_BACK frames held without a detection (back
+    from behind an occluder, a face flashing in) is checked again at once, not 30 frames after
+    its last check. Here the generator (the guard's neighbour) paints grey, then, from the
+    frame the faces come back, the original's own face for the tracks' current z: redrawn."""
+    from vidanon.anonymize import gan as gan_mod
+    from vidanon.types import PREDICTED
+
+    img, faces = photo_faces
+    cov = _coverer(tiny_ckpt, seed=5, regenerate_every=1, temporal_blend=1.0)
+    copied = []
+
+    def generator(crops, z):
+        out = np.full_like(crops.images, 128)
+        for k in range(len(z)):
+            if any(torch.equal(z[k], c) for c in copied):
+                out[k] = crops.images[k]
+        return out
+
+    monkeypatch.setattr(cov, "generate", generator)
+    n = len(faces)
+    held = FaceDetections(faces.xyxy, np.zeros(n), faces.landmarks, faces.track_id, np.full(n, PREDICTED))
+    cov.cover(img, faces, 0)
+    checked = dict(cov.checked)
+    for k in range(1, gan_mod.GUARD_RECHECK_BACK + 1):
+        cov.cover(img, held, k)  # held, not detected: no check
+    assert cov.checked == checked
+    k = gan_mod.GUARD_RECHECK_BACK + 1
+    ids = list(map(int, faces.track_id))
+    before = dict(cov.redraws)
+    copied += [latent(5, t, cov.gcfg.z_dim, redraw=before[t]) for t in ids]
+    cov.cover(img, faces, k)  # detected again: checked, found too alike, redrawn
+    assert all(cov.checked[t][0] == k for t in ids)
+    assert all(cov.redraws[t] > before[t] for t in ids)
+    cov.cover(img, faces, k + 1)  # detected on the next frame too: not back from a gap, no check
+    assert all(cov.checked[t][0] == k for t in ids)

@@ -88,3 +88,14 @@ def test_running_face_only_while_the_pose_holds():
     assert blend.running(4, 2, pts[0], crop, m) is None  # not from the frame before
     assert blend.running(7, 1, pts[0], crop, m) is None  # another track
     assert TemporalBlend(weight=1.0).running(4, 1, pts[0], crop, m) is None
+
+
+def test_preview_is_the_blend_without_moving_on():
+    blend = TemporalBlend(weight=0.5, max_change=255)
+    ids = np.array([3])
+    blend(_batch(100), _mask(), ids, 10)
+    seen = blend.preview(_batch(140), _mask(), ids, 11)
+    assert seen[0, 3, 3, 0] == 120
+    assert blend.preview(_batch(140), _mask(), ids, 11)[0, 3, 3, 0] == 120  # the running face did not move
+    assert (blend(_batch(140), _mask(), ids, 11) == seen).all()
+    assert blend.preview(_batch(200), _mask(), ids, 13)[0, 3, 3, 0] == 200  # after a gap: the new face

@@ -230,3 +230,22 @@ def test_gan_generates_a_sure_rolled_face_and_filters_an_unsure_one(tiny_gan):
     upright = YuNetDetector().detect(photo("faceapi-sample5.jpg"))
     low = FaceDetections(upright.xyxy, np.full(5, 0.55, np.float32), upright.landmarks, np.arange(10, 15))
     assert len(tiny_gan.prepare(photo("faceapi-sample5.jpg"), low, 0).big) == 5
+
+
+def test_a_sideways_face_flashing_into_one_frame_is_covered(tmp_path, detector):
+    """Faces lying on their side shown in one frame only, between blurred frames of the same
+    picture (no cut: the structure stays), on a frame no turn is scheduled for: the sudden
+    change has every turn searched there."""
+    import cv2
+
+    side = sideways(frames=1)[0]
+    blank = cv2.GaussianBlur(side, (0, 0), 25)
+    frames = [side if i == 5 else blank for i in range(10)]
+    assert DetectConfig().turns_at(5) == ()
+    src = write_frames(tmp_path / "flash.mp4", frames)
+    out = tmp_path / "o.mp4"
+    anonymize_video(src, out)
+    seen = Turned(detector)
+    original, output = decode_rgb(src), decode_rgb(out)
+    assert len(seen.detect(original[5])) >= 4 and len(detector.detect(original[5])) == 0
+    assert leaked_faces(seen, original, output) == []

@@ -64,12 +64,17 @@ class DetectConfig:
             a tilted head or camera) that the upright pass misses from about 45
             degrees on (`vidanon.detect.turn`). Empty: upright only.
         turn_every: one turned pass every this many frames, the turns in
-            rotation; all of them on the first frame, at a scene cut and on a frame
-            detected for a sudden change, and a turn that found a face is searched
-            on every detected frame while that face may still be held. A face that
-            only a turn finds is covered from the frame it entered (the lookahead
-            is at least `turn_every` times the number of turns). A multiple of
-            `every`.
+            rotation; all of them on the first and the last frame, at a scene cut
+            and on a frame that changed as much (a face flashing into one frame),
+            and a turn that found a face scoring `vidanon.detect.turn.SURE` is
+            searched on every detected frame while that face may still be held. A
+            face that only a turn finds is covered from the frame it entered (the
+            lookahead is at least `turn_every` times the number of turns, and the
+            frames since the turn's last pass are searched at it). A multiple of
+            `every`. Default 4: blur mode at 720p on 2 cores ran 0.75x as fast as
+            upright only (42.8 against 56.8 frames/s; at 2, 0.72x before a turn
+            needed a sure face to be searched every frame: `benchmarks/speed.py
+            --upright`).
     """
 
     backend: str = "yunet"

@@ -305,15 +305,17 @@ class FrameAnonymizer:
         scene_cut: bool = False,
         detected: tuple[FaceDetections, bool] | None = None,
         force: bool = False,
+        every_turn: bool = False,
     ) -> tuple[FaceDetections, bool]:
         """Faces to cover in this frame, and whether detection failed.
 
         `detected`: this frame's `detect` result when it was made ahead; frames
         must come in order. On a `scene_cut`, tracks of the previous shot are
         held only briefly, unless detection failed (then the full hold applies:
-        fail closed).
+        fail closed). A cut or `every_turn` (a frame that changed as much) is searched
+        at every turn of the frame (`detect`).
         """
-        dets, failed = detected if detected is not None else self.detect(rgb, index, force, scene_cut)
+        dets, failed = detected if detected is not None else self.detect(rgb, index, force, scene_cut or every_turn)
         t1 = time.perf_counter()
         faces = self.tracker.update(dets, index, scene_cut=scene_cut and not failed, frame=rgb)
         self.track_ids.update(int(t) for t in faces.track_id if t >= 0)
@@ -805,17 +807,20 @@ def anonymize_video(
                 assert isinstance(item, VideoItem)
                 cut = is_cut(item.rgb)
                 force = fa.must_detect(item.meta.index, is_cut.change)
-                job = fa.detect_ahead(item.rgb, item.meta.index, force, cut)
+                # a cut, or a picture that changed as much, may show faces that no turn's schedule
+                # has searched yet: every turn then (a face flashing into one frame turned was bare)
+                every_turn = cut or is_cut.change > CHANGE_DETECT
+                job = fa.detect_ahead(item.rgb, item.meta.index, force, every_turn)
                 if job is None:
-                    yield item, None, force, cut
+                    yield item, None, force, cut, every_turn
                     continue
-                ahead.append((item, job, force, cut))
+                ahead.append((item, job, force, cut, every_turn))
                 while len(ahead) > fa.depth:
-                    done, job, forced, was_cut = ahead.popleft()
-                    yield done, job.result(), forced, was_cut
+                    done, job, *flags = ahead.popleft()
+                    yield done, job.result(), *flags
             while ahead:
-                done, job, forced, was_cut = ahead.popleft()
-                yield done, job.result(), forced, was_cut
+                done, job, *flags = ahead.popleft()
+                yield done, job.result(), *flags
 
         try:
             if tracks_path is not None:
@@ -826,13 +831,15 @@ def anonymize_video(
             enc_t.start()
             total = info.frames
             last_pts = None  # the latest decoded frame's pts
-            for item, detected, force, cut in frames():
+            for item, detected, force, cut, every_turn in frames():
                 summary.frames_read += 1
                 if item.meta.pts is not None:
                     last_pts = item.meta.pts if last_pts is None else max(last_pts, item.meta.pts)
                 if cut:
                     last_cut = item.meta.index
-                faces, failed = fa.locate(item.rgb, item.meta.index, scene_cut=cut, detected=detected, force=force)
+                faces, failed = fa.locate(
+                    item.rgb, item.meta.index, scene_cut=cut, detected=detected, force=force, every_turn=every_turn
+                )
                 _bridge_skipped(buffer, faces, item.meta.index, cfg.detect.every, last_cut, cfg.track.hold_growth)
                 _backfill(buffer, faces, fa.tracker.new_ids, cfg.track.hold_growth, last_cut)
                 fa.search_back(buffer, _new_detected(faces, fa.tracker.new_ids), last_cut)

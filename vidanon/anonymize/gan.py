@@ -57,6 +57,7 @@ GUARD_COSINE = 0.30  # SFace cosine at which a generated face counts as too like
 GUARD_REDRAWS = 4  # replacement z the identity guard tries per check
 GUARD_RECHECK = 30  # frames after which a track's face is checked again
 OWN_ALIGN_SAME = 0.03  # landmarks this close (share of the face's height) align the same crop for SFace
+GUARD_RECHECK_BACK = 4  # a track detected again after this many frames without a detection is checked again
 GUARD_RECHECK_EXIT = 0.1  # a track is also checked again once this much more of its cover left the frame
 
 
@@ -171,6 +172,8 @@ class GanCoverer:
         self.checked: dict[int, tuple[int, float]] = {}  # track -> (frame of its last check, cover share in view)
         self.generated: dict[int, int] = {}  # track -> frame its face was last generated (regenerate_every)
         self.best_score: dict[int, float] = {}  # track -> its best detection score (`_sure`)
+        self.last_detected: dict[int, int] = {}  # track -> the latest frame that detected it
+        self.returned: set[int] = set()  # tracks detected again this frame after GUARD_RECHECK_BACK unseen
         # seconds spent in each part of `cover` (crops and donors, the network, the identity
         # guard, the temporal blend, the paste-back and the leftover filter), summed over frames;
         # `benchmarks/speed.py` prints them per frame, so a slow cover stage says which part it is
@@ -282,10 +285,15 @@ class GanCoverer:
         best = {i: (2.0, gen[i], self.redraws.get(int(faces.track_id[i]), 0)) for i in todo}
         shown = {i: best[i][2] for i in todo}  # the z each track showed before this check
         active = list(todo)
+        # the faces as they will be shown: a track keeping its z shows the new face blended with
+        # its running one, which was made for another frame
+        idx = np.array(todo)
+        view = gen.copy()
+        view[idx] = self.blend.preview(gen[idx], crops.masks[idx], faces.track_id[idx], frame_index, crops.points[idx])
         for attempt in range(GUARD_REDRAWS + 1):
             cand = frame.copy()
             for i in todo:  # every checked face pasted: a neighbour's original must not count
-                part = self._paste_part(gen[i], crops, i, faces.xyxy[i], w, h)
+                part = self._paste_part(view[i], crops, i, faces.xyxy[i], w, h)
                 if part is not None:
                     _blend(cand, part)
             emb = self.sface.embed(cand, faces[np.array(active)])
@@ -309,7 +317,7 @@ class GanCoverer:
             z = latents_for_faces(
                 self.cfg.seed, faces.track_id[idx], self.gcfg.z_dim, frame_index, False, positions[idx], self.redraws
             )
-            gen[idx] = self.generate(crops.take(idx), z)
+            gen[idx] = view[idx] = self.generate(crops.take(idx), z)  # another z: shown unblended
             active = alike
         for i in todo:
             t = int(faces.track_id[i])
@@ -325,7 +333,9 @@ class GanCoverer:
         if track_id < 0:
             return False
         last = self.checked.get(track_id)
-        return last is None or frame_index - last[0] >= GUARD_RECHECK or last[1] - visible >= GUARD_RECHECK_EXIT
+        if last is None or frame_index - last[0] >= GUARD_RECHECK or last[1] - visible >= GUARD_RECHECK_EXIT:
+            return True
+        return track_id in self.returned and last[0] < frame_index
 
     def _held(
         self, faces: FaceDetections, crops: align.Crops, frame_index: int, vis: np.ndarray
@@ -424,6 +434,21 @@ class GanCoverer:
         """
         return self.finish(self.prepare(frame, faces, frame_index))
 
+    def _note_detected(self, faces: FaceDetections, frame_index: int) -> None:
+        """Marks the tracks detected again after GUARD_RECHECK_BACK frames or more without a
+        detection (`returned`): the identity guard checks them again (`_check_due`). A face back
+        from behind an occluder or into the picture shows another pose and light than at its
+        last check: a face flashing in every few frames (`benchmarks/stress.py`, flash) read 0.364
+        nine frames after its check."""
+        self.returned = set()
+        for t, state in zip(faces.track_id, faces.state):
+            if t < 0 or state != DETECTED:
+                continue
+            last = self.last_detected.get(int(t))
+            if last is not None and frame_index - last >= GUARD_RECHECK_BACK:
+                self.returned.add(int(t))
+            self.last_detected[int(t)] = frame_index
+
     def _sure(self, faces: FaceDetections) -> np.ndarray:
         """(n,) bool: faces sure enough to be faces for a generated one. A face rolled past 45
         degrees (by its landmarks: only a turned pass of the detector, `vidanon.detect.turn`,
@@ -450,6 +475,7 @@ class GanCoverer:
         h, w = frame.shape[:2]
         sides = (faces.xyxy[:, 2:] - faces.xyxy[:, :2]).min(axis=1)
         generated = (sides >= self.cfg.min_gan_size) & eyes_in_frame(faces, w, h) & self._sure(faces)
+        self._note_detected(faces, frame_index)
         p = Prepared(frame, faces, np.flatnonzero(generated), np.flatnonzero(~generated))
         if len(p.big):
             secs, t0 = self.seconds, time.perf_counter()

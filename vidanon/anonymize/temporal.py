@@ -105,8 +105,27 @@ class TemporalBlend:
         Returns:
             A new (n, r, r, 3) uint8 array.
         """
+        out, seen = self._mix(gen, masks, track_ids, frame_index, points)
+        if seen is not None:
+            # tracks not in this frame are forgotten: a gap resets their running face
+            self._state = seen
+        return out
+
+    def preview(
+        self,
+        gen: np.ndarray,
+        masks: np.ndarray,
+        track_ids: np.ndarray,
+        frame_index: int,
+        points: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """What `__call__` would return for these crops, the running faces left as they are
+        (the identity guard checks the face as it will be shown)."""
+        return self._mix(gen, masks, track_ids, frame_index, points)[0]
+
+    def _mix(self, gen, masks, track_ids, frame_index, points):
         if self.weight >= 1.0:
-            return gen
+            return gen, None
         out = gen.copy()
         seen: dict[int, tuple[int, np.ndarray, np.ndarray | None]] = {}
         for i, tid in enumerate(int(t) for t in track_ids):
@@ -126,6 +145,4 @@ class TemporalBlend:
                         pts = w * pts + (1 - w) * prev[2]
             if tid >= 0:
                 seen[tid] = (frame_index, new, pts)
-        # tracks not in this frame are forgotten: a gap resets their running face
-        self._state = seen
-        return out
+        return out, seen

@@ -97,16 +97,19 @@ def _part_of_head(box: np.ndarray, faces: np.ndarray) -> bool:
     return bool((near & (own.prod() < 0.5 * size.prod(axis=1))).any())
 
 
-def with_turns(detector, rgb: np.ndarray, turns, iou: float = 0.3, found: FaceDetections | None = None):
+def with_turns(
+    detector, rgb: np.ndarray, turns, iou: float = 0.3, found: FaceDetections | None = None, least: float = 0.0
+):
     """`found` (by default `detector`'s upright faces in `rgb`) and the faces that each of
     `turns` finds, one row per face (`merged`), and the turns that found a face of their own
     scoring SURE or more (a turn that found only faces found better upright, or only false
-    faces, which scored up to 0.72 on the bundled clips, counts for none). Without a face from
-    the turns, `found` as it was."""
+    faces, which scored up to 0.72 on the bundled clips, counts for none). A turn's faces
+    scoring under `least` are left out. Without a face from the turns, `found` as it was."""
     dets = detector.detect(rgb) if found is None else found
     parts, source = [dets], [np.zeros(len(dets), np.int64)]
     for angle in turns:
         extra = detect_turned(detector, rgb, angle)
+        extra = extra[np.flatnonzero(extra.score >= least)] if least > 0 and len(extra) else extra
         if len(extra):
             parts.append(extra)
             source.append(np.full(len(extra), angle))
