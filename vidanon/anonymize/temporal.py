@@ -111,19 +111,12 @@ class TemporalBlend:
             self._state = seen
         return out
 
-    def preview(
-        self,
-        gen: np.ndarray,
-        masks: np.ndarray,
-        track_ids: np.ndarray,
-        frame_index: int,
-        points: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """What `__call__` would return for these crops, the running faces left as they are
-        (the identity guard checks the face as it will be shown)."""
-        return self._mix(gen, masks, track_ids, frame_index, points)[0]
+    def preview(self, *args, **kwargs) -> np.ndarray:
+        """What `__call__` would return for the same arguments, the running faces left as they
+        are (the identity guard checks the face as it will be shown)."""
+        return self._mix(*args, **kwargs)[0]
 
-    def _mix(self, gen, masks, track_ids, frame_index, points):
+    def _mix(self, gen, masks, track_ids, frame_index, points=None):
         if self.weight >= 1.0:
             return gen, None
         out = gen.copy()
