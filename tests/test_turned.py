@@ -96,6 +96,16 @@ def test_a_face_found_upright_and_turned_is_one_face_and_an_ear_is_none():
     assert len(merged(rows(face))) == 1 and len(merged(FaceDetections.empty())) == 0
 
 
+def test_a_face_in_profile_stands_upright():
+    """A face turned to the side (its eyes close together, one eye nearer the nose than the
+    other) is upright by the line from its eyes to its mouth; its eye line alone points
+    anywhere."""
+    profile = np.array([[40, 30], [41, 34], [30, 45], [37, 58], [41, 58.6]])  # eye line 76 degrees down
+    assert upright_turn(profile) == 0
+    lying = np.stack([profile[:, 1], 100 - profile[:, 0]], -1)  # the same face turned a quarter, anticlockwise
+    assert upright_turn(lying) == 90
+
+
 def test_turn_schedule_and_settings():
     cfg = DetectConfig()
     assert cfg.turns == (90, 270, 180) and cfg.turn_every == 4 and cfg.turn_period() == 12

@@ -124,8 +124,10 @@ def with_turns(
 
 def upright_turn(landmarks: np.ndarray) -> int:
     """The turn (0, 90, 180 or 270) that brings a face with these 5 landmarks nearest to
-    upright: by the line from its right eye to its left eye, which runs left to right in
-    the picture on an upright face."""
-    d = np.asarray(landmarks, np.float64)[1] - np.asarray(landmarks, np.float64)[0]
-    roll = np.degrees(np.arctan2(d[1], d[0]))  # clockwise in the picture (y runs down)
+    upright: by the line from between its eyes to between its mouth corners, which runs down
+    the picture on an upright face whichever way it looks (on a face in profile the eyes,
+    and so the line between them, close up to a point)."""
+    lm = np.asarray(landmarks, np.float64)
+    down = (lm[3] + lm[4]) / 2 - (lm[0] + lm[1]) / 2
+    roll = np.degrees(np.arctan2(-down[0], down[1]))  # clockwise in the picture (y runs down)
     return int(-round(roll / 90.0) * 90) % 360
