@@ -259,3 +259,29 @@ def test_a_sideways_face_flashing_into_one_frame_is_covered(tmp_path, detector):
     original, output = decode_rgb(src), decode_rgb(out)
     assert len(seen.detect(original[5])) >= 4 and len(detector.detect(original[5])) == 0
     assert leaked_faces(seen, original, output) == []
+
+
+def test_bench_counts_bare_faces_lying_on_their_side(tmp_path):
+    """`vidanon bench` searches every turn: a sideways clip against itself leaks in every frame,
+    against its anonymized version in none."""
+    from vidanon.metrics.bench import run_bench
+
+    src = write_frames(tmp_path / "side.mp4", sideways(frames=6))
+    bare = run_bench(src, src)
+    assert bare.frames == 6 and bare.leak.count == 6 and bare.privacy.faces >= 24
+    out = tmp_path / "o.mp4"
+    anonymize_video(src, out)
+    covered = run_bench(src, out)
+    assert covered.leak.count == 0 and covered.privacy.faces == bare.privacy.faces
+
+
+def test_a_turned_find_holding_a_smaller_face_is_no_face():
+    from vidanon.detect.turn import _holds_a_face
+
+    boxes = np.array([[0, 0, 200, 180], [20, 10, 60, 55], [300, 0, 500, 180], [320, 10, 360, 55]], np.float32)
+    turned = np.array([True, False, False, False])
+    assert _holds_a_face(boxes, turned).tolist() == [True, False, False, False]  # a torso around a face
+    # an upright find holding a smaller face is kept (the upright pass's rows are never dropped here)
+    assert not _holds_a_face(boxes, np.zeros(4, bool)).any()
+    # a turned face beside, not around, a small face is kept
+    assert not _holds_a_face(boxes[[0, 3]], np.array([True, False])).any()

@@ -57,7 +57,6 @@ GUARD_COSINE = 0.30  # SFace cosine at which a generated face counts as too like
 GUARD_REDRAWS = 4  # replacement z the identity guard tries per check
 GUARD_RECHECK = 30  # frames after which a track's face is checked again
 OWN_ALIGN_SAME = 0.03  # landmarks this close (share of the face's height) align the same crop for SFace
-GUARD_RECHECK_BACK = 4  # a track detected again after this many frames without a detection is checked again
 GUARD_RECHECK_EXIT = 0.1  # a track is also checked again once this much more of its cover left the frame
 
 
@@ -172,8 +171,6 @@ class GanCoverer:
         self.checked: dict[int, tuple[int, float]] = {}  # track -> (frame of its last check, cover share in view)
         self.generated: dict[int, int] = {}  # track -> frame its face was last generated (regenerate_every)
         self.best_score: dict[int, float] = {}  # track -> its best detection score (`_sure`)
-        self.last_detected: dict[int, int] = {}  # track -> the latest frame that detected it
-        self.returned: set[int] = set()  # tracks detected again this frame after GUARD_RECHECK_BACK unseen
         # seconds spent in each part of `cover` (crops and donors, the network, the identity
         # guard, the temporal blend, the paste-back and the leftover filter), summed over frames;
         # `benchmarks/speed.py` prints them per frame, so a slow cover stage says which part it is
@@ -333,9 +330,7 @@ class GanCoverer:
         if track_id < 0:
             return False
         last = self.checked.get(track_id)
-        if last is None or frame_index - last[0] >= GUARD_RECHECK or last[1] - visible >= GUARD_RECHECK_EXIT:
-            return True
-        return track_id in self.returned and last[0] < frame_index
+        return last is None or frame_index - last[0] >= GUARD_RECHECK or last[1] - visible >= GUARD_RECHECK_EXIT
 
     def _held(
         self, faces: FaceDetections, crops: align.Crops, frame_index: int, vis: np.ndarray
@@ -434,21 +429,6 @@ class GanCoverer:
         """
         return self.finish(self.prepare(frame, faces, frame_index))
 
-    def _note_detected(self, faces: FaceDetections, frame_index: int) -> None:
-        """Marks the tracks detected again after GUARD_RECHECK_BACK frames or more without a
-        detection (`returned`): the identity guard checks them again (`_check_due`). A face back
-        from behind an occluder or into the picture shows another pose and light than at its
-        last check: a face flashing in every few frames (`benchmarks/stress.py`, flash) read 0.364
-        nine frames after its check."""
-        self.returned = set()
-        for t, state in zip(faces.track_id, faces.state):
-            if t < 0 or state != DETECTED:
-                continue
-            last = self.last_detected.get(int(t))
-            if last is not None and frame_index - last >= GUARD_RECHECK_BACK:
-                self.returned.add(int(t))
-            self.last_detected[int(t)] = frame_index
-
     def _sure(self, faces: FaceDetections) -> np.ndarray:
         """(n,) bool: faces sure enough to be faces for a generated one. A face rolled past 45
         degrees (by its landmarks: only a turned pass of the detector, `vidanon.detect.turn`,
@@ -475,7 +455,6 @@ class GanCoverer:
         h, w = frame.shape[:2]
         sides = (faces.xyxy[:, 2:] - faces.xyxy[:, :2]).min(axis=1)
         generated = (sides >= self.cfg.min_gan_size) & eyes_in_frame(faces, w, h) & self._sure(faces)
-        self._note_detected(faces, frame_index)
         p = Prepared(frame, faces, np.flatnonzero(generated), np.flatnonzero(~generated))
         if len(p.big):
             secs, t0 = self.seconds, time.perf_counter()

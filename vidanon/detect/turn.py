@@ -88,6 +88,21 @@ def _kept(found: FaceDetections, iou: float) -> np.ndarray:
     return np.sort(np.array(keep, dtype=np.int64))
 
 
+def _holds_a_face(xyxy: np.ndarray, turned: np.ndarray) -> np.ndarray:
+    """(n,) bool: the turned rows whose box holds the centre of another face of under a
+    quarter of its area. A face does not hold another face; the turned passes took a torso
+    with arms folded for a face 3.5 times the size of the face above it (0.80 on a bundled
+    photo, `benchmarks/stress.py` cut_moving), and gan mode painted a face over both."""
+    out = np.zeros(len(xyxy), bool)
+    centre = (xyxy[:, :2] + xyxy[:, 2:]) / 2
+    area = (xyxy[:, 2:] - xyxy[:, :2]).prod(axis=1)
+    for k in np.flatnonzero(turned):
+        inside = (centre >= xyxy[k, :2]).all(axis=1) & (centre <= xyxy[k, 2:]).all(axis=1)
+        inside[k] = False
+        out[k] = bool((inside & (area < area[k] / 4)).any())
+    return out
+
+
 def _part_of_head(box: np.ndarray, faces: np.ndarray) -> bool:
     """Whether `box` lies on the head of one of `faces` (n, 4) and is under half its size."""
     size = (faces[:, 2:] - faces[:, :2]).astype(np.float64)
@@ -117,6 +132,7 @@ def with_turns(
         return dets, []
     every = FaceDetections.concat(parts)
     keep = _kept(every, iou)
+    keep = keep[~_holds_a_face(every.xyxy[keep], np.concatenate(source)[keep] != 0)]
     source = np.concatenate(source)[keep]
     kept_from = set(source[every.score[keep] >= SURE].tolist())
     return every[keep], [a for a in turns if a in kept_from]

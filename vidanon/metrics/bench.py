@@ -251,12 +251,13 @@ def run_bench(
 
     detector = make_detector(cfg.detect)
 
-    def find(img: np.ndarray) -> FaceDetections:
-        """Faces upright and at every turn of the frame (a rolled face is measured too), those
-        of the turns only where they score SURE: the turns' false faces (a wine glass, 0.72)
-        would count as leaks wherever `vidanon anonymize`, searching each turn every 12th
-        frame, did not cover them."""
-        return with_turns(detector, img, cfg.detect.turns, cfg.detect.nms_threshold, least=SURE)[0]
+    def find(img: np.ndarray, least: float = 0.0) -> FaceDetections:
+        """Faces upright and at every turn of the frame (a rolled face is measured too). In the
+        original, a turn's faces count only where they score `least` = SURE: the turns' false
+        faces (a wine glass, 0.72) would count as leaks wherever `vidanon anonymize`, searching
+        each turn every 12th frame, did not cover them. In the output every face found counts
+        (fail closed: a bare rolled face at an original face's place is a leak)."""
+        return with_turns(detector, img, cfg.detect.turns, cfg.detect.nms_threshold, least=least)[0]
 
     sface = SFace()
     tracker = GreedyIouTracker() if track_file is None else None
@@ -291,11 +292,11 @@ def run_bench(
             if track_file is not None:
                 # fail closed: a face the detector finds in the original that the tracks file
                 # lacks (a file of another clip, cut short, or edited) is measured too
-                faces, extra = with_untracked(track_file.at(n), find(img_o))
+                faces, extra = with_untracked(track_file.at(n), find(img_o, SURE))
                 if extra:
                     untracked.append((n, extra))
             else:
-                faces = find(img_o)
+                faces = find(img_o, SURE)
             sample = flicker.update(n, img_o, img_a, faces.xyxy)
             if sample is not None:
                 acc.flicker.append(sample)
