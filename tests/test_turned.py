@@ -11,7 +11,7 @@ import pytest
 from conftest import decode_rgb, identity_leaks, iou, leaked_faces
 
 from vidanon.config import TURNS, CoverConfig, DetectConfig, PipelineConfig, TrackConfig
-from vidanon.detect.turn import detect_turned, merged, turn, turned_back, upright_turn, with_turns
+from vidanon.detect.turn import SURE, detect_turned, merged, turn, turned_back, upright_turn, with_turns
 from vidanon.detect.yunet import YuNetDetector
 from vidanon.pipeline import FrameAnonymizer, anonymize_video
 from vidanon.synth import pan_frame, photo, write_frames
@@ -285,3 +285,31 @@ def test_a_turned_find_holding_a_smaller_face_is_no_face():
     assert not _holds_a_face(boxes, np.zeros(4, bool)).any()
     # a turned face beside, not around, a small face is kept
     assert not _holds_a_face(boxes[[0, 3]], np.array([True, False])).any()
+
+
+def test_a_turn_that_found_a_face_is_searched_around_it():
+    from vidanon.detect.turn import window_around
+
+    boxes = np.array([[100, 100, 140, 150], [160, 110, 200, 160]], np.float32)
+    assert window_around(boxes, 1280, 720) == (50, 50, 250, 210)  # both faces and a face's size around them
+    assert window_around(boxes, 1280, 720, reach=0.0) == (100, 100, 200, 160)
+    assert window_around(np.array([[0, 0, 600, 400]], np.float32), 1280, 720) is None  # half the frame: all of it
+    side = sideways(frames=1)[0]
+    fa = FrameAnonymizer(PipelineConfig())
+    fa.detect(side, 0)  # every turn on the first frame: the 90-degree turn finds the five faces, sure
+    h, w = side.shape[:2]
+    assert fa._turns(2, False, w, h) == []  # within the lag: the schedule alone (nothing on frame 2)
+    assert fa._turns(8, False, w, h) == [90, 180]  # the faces fill the frame: searched whole; 180 scheduled
+    # the same faces small in a large frame: searched in a window around them
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    frame[200 : 200 + h, 300 : 300 + w] = side[:520]
+    fa = FrameAnonymizer(PipelineConfig())
+    found, failed = fa.detect(frame, 0)
+    assert not failed and len(found) >= 3
+    turns = fa._turns(8, False, 1280, 720)
+    assert turns[1] == 180 and turns[0][0] == 90
+    x0, y0, x1, y1 = turns[0][1]
+    assert x0 >= 200 and y0 >= 100 and (x1 - x0) * (y1 - y0) < 0.4 * 1280 * 720
+    again, _ = fa.detect(frame, 8)  # each sure face found in the window (at the frame's own scale) again
+    sure = found.xyxy[found.score >= SURE]
+    assert len(sure) >= 3 and iou(sure, again.xyxy).max(axis=1).min() > 0.6

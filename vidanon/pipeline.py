@@ -30,7 +30,7 @@ from vidanon.anonymize import make_coverer
 from vidanon.anonymize.filters import apply_filter, cover_whole_frame
 from vidanon.config import PipelineConfig
 from vidanon.detect import make_detector
-from vidanon.detect.turn import upright_turn, with_turns
+from vidanon.detect.turn import upright_turn, window_around, with_turns
 from vidanon.errors import InputError, OutputError, StrictModeError, VidanonError
 from vidanon.io.decode import Demuxer, PacketItem, VideoItem, check_readable
 from vidanon.io.encode import VideoWriter
@@ -156,7 +156,7 @@ class FrameAnonymizer:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._spare = [self.detector]
-        self._turn_found: dict[int, set[int]] = {}  # turn -> recent frames on which it found a face
+        self._turn_found: dict[int, dict[int, np.ndarray]] = {}  # turn -> {frame: its sure faces' boxes}
         self._hold = cfg.tracking().hold_frames
 
     def _thread_detector(self):
@@ -180,7 +180,7 @@ class FrameAnonymizer:
                 dets = FaceDetections.empty()  # skipped: the tracker predicts (and covers) every face
             else:
                 detector = self.detector if self.pool is None else self._thread_detector()
-                turns = self._turns(index, force or every_turn or index == 0)
+                turns = self._turns(index, force or every_turn or index == 0, rgb.shape[1], rgb.shape[0])
                 dets, hits = with_turns(detector, rgb, turns, self.cfg.detect.nms_threshold)
                 self._found_turned(index, hits)
         except Exception as exc:  # noqa: BLE001 - any stage failure is contained and covered
@@ -190,27 +190,37 @@ class FrameAnonymizer:
             self.seconds["detect"] += time.perf_counter() - t0
         return dets, failed
 
-    def _turns(self, index: int, every_turn: bool) -> list[int]:
+    def _turns(self, index: int, every_turn: bool, width: int, height: int) -> list:
         """The turns of the frame searched at `index`: the schedule's (`DetectConfig.turns_at`),
-        and each turn that found a face from TURN_LAG to the hold's length of frames before:
-        a face rolled out of the upright pass's reach is then searched every frame, not only
-        every `turn_period` frames. The lag is the most frames detection runs ahead on the pool
-        (`depth`), so the turns of a frame do not depend on which frames finished first: the
-        same detections on any number of threads."""
+        the whole frame; and each turn that found a sure face from TURN_LAG to the hold's
+        length of frames before, in a window around where it found them (`window_around`;
+        the whole frame where that is half the frame or more): a face rolled out of the
+        upright pass's reach is then searched every frame, not only every `turn_period`
+        frames, at a fraction of a pass's cost. The lag is the most frames detection runs
+        ahead on the pool (`depth`), so the turns of a frame do not depend on which frames
+        finished first: the same detections on any number of threads."""
         planned = self.cfg.detect.turns_at(index, every_turn)
-        with self._lock:
-            recent = {
-                a for a, at in self._turn_found.items() if any(index - self._hold <= i <= index - TURN_LAG for i in at)
-            }
-        return [a for a in self.cfg.detect.turns if a in planned or a in recent]
+        turns: list = []
+        for a in self.cfg.detect.turns:
+            if a in planned:
+                turns.append(a)
+                continue
+            with self._lock:
+                boxes = [
+                    b for i, b in self._turn_found.get(a, {}).items() if index - self._hold <= i <= index - TURN_LAG
+                ]
+            if boxes:
+                window = window_around(np.concatenate(boxes), width, height)
+                turns.append(a if window is None else (a, window))
+        return turns
 
-    def _found_turned(self, index: int, hits: list[int]) -> None:
+    def _found_turned(self, index: int, hits: dict[int, np.ndarray]) -> None:
         with self._lock:
-            for angle in hits:
-                at = self._turn_found.setdefault(angle, set())
-                at.add(index)
+            for angle, boxes in hits.items():
+                at = self._turn_found.setdefault(angle, {})
+                at[index] = boxes
                 for i in [i for i in at if i < index - self._hold - 2 * TURN_LAG]:
-                    at.discard(i)
+                    del at[i]
 
     def detect_last(self, buffer: deque[_Pending], since: int, growth: float) -> None:
         """Searches the video's last buffered frame once more, at every turn, and upright too

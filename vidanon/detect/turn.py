@@ -116,26 +116,55 @@ def with_turns(
     detector, rgb: np.ndarray, turns, iou: float = 0.3, found: FaceDetections | None = None, least: float = 0.0
 ):
     """`found` (by default `detector`'s upright faces in `rgb`) and the faces that each of
-    `turns` finds, one row per face (`merged`), and the turns that found a face of their own
-    scoring SURE or more (a turn that found only faces found better upright, or only false
-    faces, which scored up to 0.72 on the bundled clips, counts for none). A turn's faces
-    scoring under `least` are left out. Without a face from the turns, `found` as it was."""
+    `turns` finds, one row per face (`merged`), and, by turn, the boxes of the faces of its
+    own that were kept scoring SURE or more (a turn that found only faces found better
+    upright, or only false faces, which scored up to 0.72 on the bundled clips, has none).
+    A turn is an angle (the whole frame searched) or (angle, window): only the frame's
+    (x0, y0, x1, y1) window is searched. A turn's faces scoring under `least` are left out.
+    Without a face from the turns, `found` as it was."""
     dets = detector.detect(rgb) if found is None else found
     parts, source = [dets], [np.zeros(len(dets), np.int64)]
-    for angle in turns:
-        extra = detect_turned(detector, rgb, angle)
+    for turn_ in turns:
+        angle, window = turn_ if isinstance(turn_, tuple) else (turn_, None)
+        extra = detect_turned(detector, rgb, angle) if window is None else _in_window(detector, rgb, angle, window)
         extra = extra[np.flatnonzero(extra.score >= least)] if least > 0 and len(extra) else extra
         if len(extra):
             parts.append(extra)
             source.append(np.full(len(extra), angle))
     if len(parts) == 1:
-        return dets, []
+        return dets, {}
     every = FaceDetections.concat(parts)
     keep = _kept(every, iou)
     keep = keep[~_holds_a_face(every.xyxy[keep], np.concatenate(source)[keep] != 0)]
     source = np.concatenate(source)[keep]
-    kept_from = set(source[every.score[keep] >= SURE].tolist())
-    return every[keep], [a for a in turns if a in kept_from]
+    sure = (every.score[keep] >= SURE) & (source != 0)
+    kept = every[keep]
+    return kept, {int(a): kept.xyxy[sure & (source == a)] for a in set(source[sure].tolist())}
+
+
+def _in_window(detector, rgb: np.ndarray, angle: int, window) -> FaceDetections:
+    """`detect_turned` on the frame's (x0, y0, x1, y1) window, in frame coordinates."""
+    x0, y0, x1, y1 = (int(v) for v in window)
+    found = detect_turned(detector, np.ascontiguousarray(rgb[y0:y1, x0:x1]), angle)
+    if not len(found):
+        return found
+    off = np.array([x0, y0], np.float32)
+    return FaceDetections(found.xyxy + np.tile(off, 2), found.score, found.landmarks + off)
+
+
+def window_around(boxes: np.ndarray, width: int, height: int, reach: float = 1.0) -> tuple[int, int, int, int] | None:
+    """The frame window holding `boxes` (n, 4) each grown by `reach` of its size on every
+    side (room for the face to have moved), or None where it would cover half the frame or
+    more (searching the whole frame then costs about the same: the detector shrinks a frame
+    to its detection size, not a window)."""
+    size = (boxes[:, 2:] - boxes[:, :2]).max(axis=1, keepdims=True)
+    lo = np.floor((boxes[:, :2] - reach * size).min(axis=0)).astype(int)
+    hi = np.ceil((boxes[:, 2:] + reach * size).max(axis=0)).astype(int)
+    x0, y0 = max(0, int(lo[0])), max(0, int(lo[1]))
+    x1, y1 = min(width, int(hi[0])), min(height, int(hi[1]))
+    if x1 - x0 < 16 or y1 - y0 < 16 or (x1 - x0) * (y1 - y0) >= 0.5 * width * height:
+        return None
+    return x0, y0, x1, y1
 
 
 def upright_turn(landmarks: np.ndarray) -> int:
