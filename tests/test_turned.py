@@ -222,17 +222,15 @@ def tiny_gan():
 
 
 def test_gan_generates_a_sure_rolled_face_and_filters_an_unsure_one(tiny_gan):
-    """A face rolled past 45 degrees gets a generated face when its track scored TURNED_SURE,
+    """A face rolled past 45 degrees gets a generated face when its track scored SURE,
     the fallback filter when it did not (a turned pass's false face: a glass, a torso)."""
-    from vidanon.anonymize.gan import TURNED_SURE
-
     frame = np.ascontiguousarray(np.rot90(photo("faceapi-sample5.jpg")))
     found = with_turns(YuNetDetector(), frame, TURNS)[0]
     assert len(found) == 5 and all(upright_turn(lm) == 90 for lm in found.landmarks)
     score = np.array([0.9, 0.9, 0.6, 0.6, 0.6], np.float32)
     p = tiny_gan.prepare(frame, FaceDetections(found.xyxy, score, found.landmarks, np.arange(5)), 0)
     assert sorted(p.big) == [0, 1] and sorted(p.small) == [2, 3, 4]
-    assert TURNED_SURE > 0.6
+    assert SURE > 0.6
     # a track that once scored high stays generated while it is held (predicted: score 0)
     held = FaceDetections(found.xyxy, np.zeros(5, np.float32), found.landmarks, np.arange(5), np.ones(5, np.int8))
     assert sorted(tiny_gan.prepare(frame, held, 1).big) == [0, 1]

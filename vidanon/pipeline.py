@@ -173,21 +173,11 @@ class FrameAnonymizer:
         """Detections in one frame, and whether detection failed. Safe on any thread. A frame
         that `--detect-every` skips gets none, unless `force` (`must_detect`). A detected
         frame is also searched turned (`_turns`; every turn when `force` or `every_turn`)."""
-        failed = False
-        t0 = time.perf_counter()
-        try:
-            if not force and index % self.cfg.detect.every:
-                dets = FaceDetections.empty()  # skipped: the tracker predicts (and covers) every face
-            else:
-                detector = self.detector if self.pool is None else self._thread_detector()
-                turns = self._turns(index, force or every_turn or index == 0, rgb.shape[1], rgb.shape[0])
-                dets, hits = with_turns(detector, rgb, turns, self.cfg.detect.nms_threshold)
-                self._found_turned(index, hits)
-        except Exception as exc:  # noqa: BLE001 - any stage failure is contained and covered
-            log.debug("detector failed on frame %d: %s", index, exc)
-            dets, failed = FaceDetections.empty(), True
-        with self._lock:
-            self.seconds["detect"] += time.perf_counter() - t0
+        if not force and index % self.cfg.detect.every:
+            return FaceDetections.empty(), False  # skipped: the tracker predicts (and covers) every face
+        turns = self._turns(index, force or every_turn or index == 0, rgb.shape[1], rgb.shape[0])
+        dets, hits, failed = self._searched(rgb, index, turns)
+        self._found_turned(index, hits)
         return dets, failed
 
     def _turns(self, index: int, every_turn: bool, width: int, height: int) -> list:
@@ -235,7 +225,7 @@ class FrameAnonymizer:
         if entry.meta.index % self.cfg.detect.every:
             dets, failed = self.detect(entry.rgb, entry.meta.index, force=True)
         else:
-            dets, failed = self._searched(entry.rgb, entry.meta.index, self.cfg.detect.turns, upright=False)
+            dets, _, failed = self._searched(entry.rgb, entry.meta.index, self.cfg.detect.turns, upright=False)
         if failed:
             entry.failed = True
             return
@@ -249,7 +239,7 @@ class FrameAnonymizer:
         new = entry.faces[np.arange(listed, len(entry.faces))]
         earlier = deque(list(buffer)[:-1])
         self.search_back(earlier, new, since)
-        _backfill_rows(earlier, new, growth, since)
+        _backfill(earlier, new, growth, since)
 
     def search_back(self, buffer: deque[_Pending], first: FaceDetections, since: int) -> None:
         """Faces found for the first time in the frame after the buffered ones (`first`: a new
@@ -272,7 +262,7 @@ class FrameAnonymizer:
         for back, entry in enumerate(reversed(buffer)):
             if back >= reach or entry.meta.index < since:
                 break
-            found, failed = self._searched(entry.rgb, entry.meta.index, turns, upright)
+            found, _, failed = self._searched(entry.rgb, entry.meta.index, turns, upright)
             if failed:
                 entry.failed = True
                 continue
@@ -280,21 +270,23 @@ class FrameAnonymizer:
                 break
             entry.faces, _ = with_untracked(entry.faces, found)
 
-    def _searched(self, rgb: np.ndarray, index: int, turns, upright: bool = True) -> tuple[FaceDetections, bool]:
-        """The faces found at `turns` of the frame (and upright), one row per face, and
-        whether detection failed. Safe on any thread."""
+    def _searched(
+        self, rgb: np.ndarray, index: int, turns, upright: bool = True
+    ) -> tuple[FaceDetections, dict[int, np.ndarray], bool]:
+        """The faces found at `turns` of the frame (and upright), one row per face, the sure
+        faces' boxes by turn (`with_turns`), and whether detection failed. Safe on any thread."""
         t0 = time.perf_counter()
-        dets, failed = FaceDetections.empty(), False
+        dets, hits, failed = FaceDetections.empty(), {}, False
         try:
             detector = self.detector if self.pool is None else self._thread_detector()
             base = detector.detect(rgb) if upright else FaceDetections.empty()
-            dets, _ = with_turns(detector, rgb, turns, self.cfg.detect.nms_threshold, base)
-        except Exception as exc:  # noqa: BLE001
+            dets, hits = with_turns(detector, rgb, turns, self.cfg.detect.nms_threshold, base)
+        except Exception as exc:  # noqa: BLE001 - any stage failure is contained and covered
             log.debug("detector failed on frame %d: %s", index, exc)
-            dets, failed = FaceDetections.empty(), True
+            dets, hits, failed = FaceDetections.empty(), {}, True
         with self._lock:
             self.seconds["detect"] += time.perf_counter() - t0
-        return dets, failed
+        return dets, hits, failed
 
     def must_detect(self, index: int, change: float) -> bool:
         """Whether a frame that `--detect-every` would skip must be detected all the same: the
@@ -304,9 +296,9 @@ class FrameAnonymizer:
         every = self.cfg.detect.every
         return every > 1 and index % every != 0 and change > CHANGE_DETECT
 
-    def detect_ahead(self, rgb: np.ndarray, index: int, force: bool = False, scene_cut: bool = False) -> Future | None:
+    def detect_ahead(self, rgb: np.ndarray, index: int, force: bool = False, every_turn: bool = False) -> Future | None:
         """`detect` started on the pool (None without one: `locate` then detects)."""
-        return None if self.pool is None else self.pool.submit(self.detect, rgb, index, force, scene_cut)
+        return None if self.pool is None else self.pool.submit(self.detect, rgb, index, force, every_turn)
 
     def locate(
         self,
@@ -452,18 +444,6 @@ class _Pending:
     carried: dict[int, np.ndarray] = field(default_factory=dict)  # `FaceTracker.carried`
 
 
-def _backfill(
-    buffer: deque[_Pending], faces: FaceDetections, new_ids: list[int], growth: float, since: int = 0
-) -> None:
-    """Covers a new track's region in the buffered frames before its first detection
-    (back to frame `since`, the last scene cut: a face does not cross a cut)."""
-    if not new_ids or not buffer:
-        return
-    sel = np.isin(faces.track_id, new_ids)
-    if sel.any():
-        _backfill_rows(buffer, faces[np.flatnonzero(sel)], growth, since)
-
-
 def _new_detected(faces: FaceDetections, new_ids: list[int]) -> FaceDetections:
     """The rows of tracks new in this frame that this frame's detection found."""
     if not new_ids or not len(faces):
@@ -471,10 +451,12 @@ def _new_detected(faces: FaceDetections, new_ids: list[int]) -> FaceDetections:
     return faces[np.flatnonzero(np.isin(faces.track_id, new_ids) & (faces.state == DETECTED))]
 
 
-def _backfill_rows(buffer, first: FaceDetections, growth: float, since: int = 0) -> None:
-    """Adds `first` (faces found in the frame after the last buffered one) to the buffered
-    frames back to frame `since`, grown by `growth` per frame back: a tracked face only where
-    the frame has no place for its track, an untracked one (id -1) always."""
+def _backfill(buffer, first: FaceDetections, growth: float, since: int = 0) -> None:
+    """Covers faces found in the frame after the last buffered one (`first`: new tracks'
+    first detections, `_new_detected`, or the last frame's new faces) in the buffered frames
+    before, back to frame `since` (the last scene cut: a face does not cross a cut), grown by
+    `growth` per frame back: a tracked face only where the frame has no place for its track,
+    an untracked one (id -1) always."""
     if not len(first):
         return
     for back, entry in enumerate(reversed(buffer), start=1):
@@ -851,8 +833,9 @@ def anonymize_video(
                     item.rgb, item.meta.index, scene_cut=cut, detected=detected, force=force, every_turn=every_turn
                 )
                 _bridge_skipped(buffer, faces, item.meta.index, cfg.detect.every, last_cut, cfg.track.hold_growth)
-                _backfill(buffer, faces, fa.tracker.new_ids, cfg.track.hold_growth, last_cut)
-                fa.search_back(buffer, _new_detected(faces, fa.tracker.new_ids), last_cut)
+                new = _new_detected(faces, fa.tracker.new_ids)
+                _backfill(buffer, new, cfg.track.hold_growth, last_cut)
+                fa.search_back(buffer, new, last_cut)
                 buffer.append(_Pending(item.rgb, item.meta, faces, failed, dict(fa.tracker.carried)))
                 while len(buffer) > lookahead:
                     _send(buffer.popleft())

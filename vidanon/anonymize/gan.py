@@ -27,7 +27,7 @@ from vidanon.anonymize.generator import from_uint8
 from vidanon.anonymize.latents import latents_for_faces
 from vidanon.anonymize.temporal import TemporalBlend
 from vidanon.config import CoverConfig, DetectConfig
-from vidanon.detect.turn import SURE, upright_turn
+from vidanon.detect.turn import SURE, detect_turned, upright_turn
 from vidanon.errors import ModelLoadError
 from vidanon.types import DETECTED, FaceDetections
 
@@ -59,8 +59,6 @@ GUARD_RECHECK = 30  # frames after which a track's face is checked again
 OWN_ALIGN_SAME = 0.03  # landmarks this close (share of the face's height) align the same crop for SFace
 GUARD_RECHECK_EXIT = 0.1  # a track is also checked again once this much more of its cover left the frame
 
-
-TURNED_SURE = SURE  # `vidanon.detect.turn.SURE`
 
 EYE_MARGIN = 0.1  # share of a face's height by which both eyes must lie inside the frame for a generated face
 
@@ -361,7 +359,6 @@ class GanCoverer:
         index; a face YuNet does not find there is left out. A viewer sees the generated face
         as drawn, not at the original's landmarks: on people.mp4 one read 0.19 at the original's
         landmarks and 0.41 at its own."""
-        from vidanon.detect.turn import detect_turned, upright_turn
         from vidanon.detect.yunet import YuNetDetector
         from vidanon.metrics.tracks import iou_matrix
 
@@ -432,7 +429,7 @@ class GanCoverer:
     def _sure(self, faces: FaceDetections) -> np.ndarray:
         """(n,) bool: faces sure enough to be faces for a generated one. A face rolled past 45
         degrees (by its landmarks: only a turned pass of the detector, `vidanon.detect.turn`,
-        finds one) whose track never scored TURNED_SURE gets the fallback filter: the turned
+        finds one) whose track never scored SURE gets the fallback filter: the turned
         passes also took a wine glass for a face (0.72 on people.mp4), and a face painted there
         shows. Covered either way."""
         for t, score, state in zip(faces.track_id, faces.score, faces.state):
@@ -442,7 +439,7 @@ class GanCoverer:
             [self.best_score.get(int(t), 0.0) if t >= 0 else float(sc) for t, sc in zip(faces.track_id, faces.score)]
         )
         rolled = np.array([upright_turn(lm) != 0 for lm in faces.landmarks], bool)
-        return ~rolled | (best >= TURNED_SURE)
+        return ~rolled | (best >= SURE)
 
     def prepare(self, frame: np.ndarray, faces: FaceDetections, frame_index: int) -> Prepared:
         """The stateful half of `cover`, in frame order: crops, the generator, the identity

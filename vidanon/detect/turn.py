@@ -61,7 +61,7 @@ scored up to 0.72 on the bundled clips; on the bundled photos turned in 10-degre
 the faces were found upright or turned (mean over the angles), 87.5% at this score
 (`benchmarks/turned.py`)."""
 
-HEAD_REACH = 0.75  # a head's reach from its face box's centre, in face box sides (`added`)
+HEAD_REACH = 0.75  # a head's reach from its face box's centre, in face box sides (`merged`)
 
 
 def merged(found: FaceDetections, iou: float = 0.3) -> FaceDetections:
@@ -134,9 +134,10 @@ def with_turns(
     if len(parts) == 1:
         return dets, {}
     every = FaceDetections.concat(parts)
+    source = np.concatenate(source)
     keep = _kept(every, iou)
-    keep = keep[~_holds_a_face(every.xyxy[keep], np.concatenate(source)[keep] != 0)]
-    source = np.concatenate(source)[keep]
+    keep = keep[~_holds_a_face(every.xyxy[keep], source[keep] != 0)]
+    source = source[keep]
     sure = (every.score[keep] >= SURE) & (source != 0)
     kept = every[keep]
     return kept, {int(a): kept.xyxy[sure & (source == a)] for a in set(source[sure].tolist())}
