@@ -70,7 +70,8 @@ from vidanon.config import CoverConfig, DetectConfig, EncodeConfig, PipelineConf
 from vidanon.pipeline import anonymize_video
 mode, device, precision, codec, paste = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 motion = {"default": None, "on": True, "off": False}[sys.argv[8] if len(sys.argv) > 8 else "default"]
-detect = DetectConfig(turns=()) if len(sys.argv) > 9 and sys.argv[9] == "none" else DetectConfig()
+variant = sys.argv[9] if len(sys.argv) > 9 else ""
+detect = DetectConfig(turns=()) if variant == "upright" else DetectConfig(backend="yunet-opencv") if variant == "opencv" else DetectConfig()
 dp = {"auto": None, "host": False, "device": True}[paste]
 cover = CoverConfig(mode=mode, device=device, precision=precision, device_paste=dp)
 cfg = PipelineConfig(detect=detect, cover=cover, track=TrackConfig(motion=motion), encode=EncodeConfig(codec=codec))
@@ -151,6 +152,11 @@ def main() -> None:
         action="store_true",
         help="also time each CPU mode with --turns none (the upright detector pass only), for the turned passes' cost",
     )
+    ap.add_argument(
+        "--opencv",
+        action="store_true",
+        help="also time each CPU mode with the detector run by OpenCV (yunet-opencv) instead of onnxruntime",
+    )
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",") if s]
@@ -167,25 +173,27 @@ def main() -> None:
             what = f"floor (PyAV decode + x264 veryfast, {threads} threads)"
             rows.append((clip.name, what, floor, 1.0, frss, fcpu / fsecs, ""))
             x264, nv = "libx264", "h264_nvenc"
-            runs = [("blur", "cpu", x264, "auto")] + ([("gan", "cpu", x264, "auto")] if a.gan else [])
-            runs += [(m, d, c, "upright") for m, d, c, _ in runs] if a.upright else []
+            runs = [("blur", "cpu", x264, "auto", "")] + ([("gan", "cpu", x264, "auto", "")] if a.gan else [])
+            cpu_runs = list(runs)
+            runs += [(m, d, c, p, "upright") for m, d, c, p, _ in cpu_runs] if a.upright else []
+            runs += [(m, d, c, p, "opencv") for m, d, c, p, _ in cpu_runs] if a.opencv else []
             # on CUDA the paste-back runs on the GPU (devpaste); the host row is OpenCV's, for comparison
-            runs += [("gan", "cuda", x264, "auto"), ("gan", "cuda", x264, "host")] if a.cuda else []
+            runs += [("gan", "cuda", x264, "auto", ""), ("gan", "cuda", x264, "host", "")] if a.cuda else []
             runs += (
-                ([("blur", "cpu", nv, "auto")] + ([("gan", "cuda", nv, "auto")] if a.cuda else [])) if a.nvenc else []
+                ([("blur", "cpu", nv, "auto", "")] + ([("gan", "cuda", nv, "auto", "")] if a.cuda else []))
+                if a.nvenc
+                else []
             )
-            for mode, device, codec, paste in runs:
+            for mode, device, codec, paste, variant in runs:
                 out = tmp / f"{mode}.mp4"
-                turns = "none" if paste == "upright" else "default"
-                paste = "auto" if paste == "upright" else paste
                 n, secs, rss, cpu, stages, warnings = run(
-                    VIDANON, str(clip), str(out), mode, device, a.precision, codec, paste, a.motion, turns
+                    VIDANON, str(clip), str(out), mode, device, a.precision, codec, paste, a.motion, variant
                 )
                 fps = n / secs
                 st = " ".join(f"{k} {v / n * 1000:.1f}" for k, v in stages.items())
                 what = f"vidanon {mode}" + (" --device cuda" if device == "cuda" else "")
                 what += " (paste-back on the host)" if paste == "host" else ""
-                what += " --turns none" if turns == "none" else ""
+                what += {"upright": " --turns none", "opencv": " (detector in OpenCV)"}.get(variant, "")
                 if codec != x264:
                     fell_back = any(codec in w for w in warnings)
                     what += f" --codec {codec}" + (" (fell back to libx264)" if fell_back else "")
@@ -202,6 +210,7 @@ def main() -> None:
     flags += f" --precision {a.precision}" if a.precision != "auto" else ""
     flags += f" --motion {a.motion}" if a.motion != "default" else ""
     flags += " --upright" if a.upright else ""
+    flags += " --opencv" if a.opencv else ""
     flags += f" --deface {a.deface}" if a.deface and a.deface != shutil.which("deface") else ""
     head = (
         f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, {gpu}; "

@@ -634,7 +634,9 @@ def test_identity_guard_checks_tracks_again_and_redraws_mid_track(tiny_ckpt, pho
     moved = FaceDetections(faces.xyxy.copy(), faces.score, faces.landmarks.copy(), faces.track_id, faces.state)
     j = int(np.argmin(faces.xyxy[:, 0]))
     shift = float(moved.xyxy[j, 0])
-    assert gan_mod._visible(faces.xyxy[j : j + 1].astype(np.float64), 1.3, img.shape[1], img.shape[0])[0] == 1.0
+    assert gan_mod._visible(faces.xyxy[j : j + 1].astype(np.float64), 1.3, img.shape[1], img.shape[0])[
+        0
+    ] == pytest.approx(1.0)
     moved.xyxy[j, [0, 2]] -= shift
     moved.landmarks[j, :, 0] -= shift
     checked = dict(cov.checked)

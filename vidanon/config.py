@@ -45,7 +45,9 @@ class DetectConfig:
     """Face detection.
 
     Attributes:
-        backend: detector name, see `vidanon.detect.DETECTORS`.
+        backend: detector name, see `vidanon.detect.DETECTORS`: "yunet" runs YuNet
+            in onnxruntime (in OpenCV where onnxruntime is not installed),
+            "yunet-opencv" in OpenCV; the same faces either way.
         score_threshold: minimum confidence. Low on purpose: a false positive
             only covers a patch of background, a miss leaks a face.
         max_size: frames whose longer side is larger are detected on a

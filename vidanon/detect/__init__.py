@@ -22,7 +22,7 @@ def _yunet(cfg: DetectConfig) -> FaceDetector:
     return YuNetDetector(cfg)
 
 
-DETECTORS = {"yunet": _yunet}
+DETECTORS = {"yunet": _yunet, "yunet-opencv": _yunet}
 
 
 def make_detector(cfg: DetectConfig) -> FaceDetector:
