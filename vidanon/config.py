@@ -73,10 +73,9 @@ class DetectConfig:
             face that only a turn finds is covered from the frame it entered (the
             lookahead is at least `turn_every` times the number of turns, and the
             frames since the turn's last pass are searched at it). A multiple of
-            `every`. Default 4: blur mode at 720p on 2 cores ran 0.67-0.88x as fast
-            as upright only in three runs (at 2, 0.72x in one run, before a turn
-            needed a sure face to be searched every frame: `benchmarks/speed.py
-            --upright`).
+            `every`. Default 4: blur mode at 720p on 2 cores ran 0.91-1.0x as fast
+            as upright only in two runs with YuNet in onnxruntime, 0.67-0.88x in
+            three with it in OpenCV (`benchmarks/speed.py --upright`).
     """
 
     backend: str = "yunet"
