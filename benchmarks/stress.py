@@ -14,7 +14,7 @@ and a face only in the skipped last frame), since fixed. Every clip is anonymize
 `vidanon anonymize` does (default settings but --mode and --detect-every) and measured
 by `vidanon bench` against its original: leak frames (a face found in the output at an
 original face's place that SFace takes for the person, at the original's landmarks or its
-own) and the highest cosine. With --write it replaces the "Privacy stress clips" section of
+own, or a face the original shows left as it was, found in the output or not) and the highest cosine. With --write it replaces the "Privacy stress clips" section of
 benchmarks/RESULTS.md.
 """
 
@@ -155,7 +155,8 @@ def main() -> None:
     body = [
         f"`.venv/bin/python benchmarks/stress.py --modes {args.modes} --every {args.every}`, "
         f"{time.strftime('%Y-%m-%d')}, {platform.machine()}; total {total:.0f} s. Leak frames (a face in the "
-        "output at an original face's place that SFace takes for the person) and the highest privacy cosine, "
+        "output at an original face's place that SFace takes for the person, or an original face left as it was) "
+        "and the highest privacy cosine, "
         "by `vidanon bench` against the original.",
         "",
         "| scene | mode | --detect-every | leak frames | which | privacy cos max |",
