@@ -50,6 +50,11 @@ class DetectConfig:
             "yunet-opencv" in OpenCV; the same faces either way.
         score_threshold: minimum confidence. Low on purpose: a false positive
             only covers a patch of background, a miss leaks a face.
+        weak_threshold: faces of the upright pass scoring from this up to
+            `score_threshold` continue a track whose place they overlap, and are
+            dropped elsewhere (`FaceTracker.update`'s `weak`): a dim face scored
+            0.32-0.78 from frame to frame on a stress clip and went bare once its
+            hold ran out between its sure detections.
         max_size: frames whose longer side is larger are detected on a
             downscaled copy, and the boxes mapped back.
         nms_threshold: IoU above which overlapping detections are merged.
@@ -80,6 +85,7 @@ class DetectConfig:
 
     backend: str = "yunet"
     score_threshold: float = 0.5
+    weak_threshold: float = 0.3
     max_size: int = 640
     nms_threshold: float = 0.3
     every: int = 1
@@ -89,6 +95,7 @@ class DetectConfig:
 
     def __post_init__(self) -> None:
         _check(0.0 < self.score_threshold < 1.0, f"score_threshold must be in (0, 1), got {self.score_threshold}")
+        _check(0.0 < self.weak_threshold < 1.0, f"weak_threshold must be in (0, 1), got {self.weak_threshold}")
         _check(self.max_size >= 64, f"max_size must be at least 64, got {self.max_size}")
         _check(0.0 < self.nms_threshold <= 1.0, f"nms_threshold must be in (0, 1], got {self.nms_threshold}")
         _check(
@@ -119,6 +126,10 @@ class DetectConfig:
         if index % self.turn_every:
             return ()
         return (self.turns[(index // self.turn_every) % len(self.turns)],)
+
+    def detector_settings(self) -> DetectConfig:
+        """The settings a run's detectors are made with: scoring down to the weak threshold."""
+        return replace(self, score_threshold=min(self.score_threshold, self.weak_threshold))
 
     def worker_count(self) -> int:
         """Detector threads: `workers`, or the automatic choice."""

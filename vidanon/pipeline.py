@@ -143,7 +143,7 @@ class FrameAnonymizer:
 
     def __init__(self, cfg: PipelineConfig, detector=None, coverer=None) -> None:
         self.cfg = cfg
-        self.detector = detector or make_detector(cfg.detect)
+        self.detector = detector or make_detector(cfg.detect.detector_settings())
         self.tracker = FaceTracker(cfg.tracking())
         self.coverer = coverer or make_coverer(cfg.cover)
         self.track_ids: set[int] = set()
@@ -164,7 +164,7 @@ class FrameAnonymizer:
         if d is None:
             with self._lock:
                 d = self._spare.pop() if self._spare else None
-            self._local.detector = d = d or make_detector(self.cfg.detect)
+            self._local.detector = d = d or make_detector(self.cfg.detect.detector_settings())
         return d
 
     def detect(
@@ -176,7 +176,7 @@ class FrameAnonymizer:
         if not force and index % self.cfg.detect.every:
             return FaceDetections.empty(), False  # skipped: the tracker predicts (and covers) every face
         turns = self._turns(index, force or every_turn or index == 0, rgb.shape[1], rgb.shape[0])
-        dets, hits, failed = self._searched(rgb, index, turns)
+        dets, hits, failed = self._searched(rgb, index, turns, weak=True)
         self._found_turned(index, hits)
         return dets, failed
 
@@ -224,6 +224,7 @@ class FrameAnonymizer:
         entry = buffer[-1]
         if entry.meta.index % self.cfg.detect.every:
             dets, failed = self.detect(entry.rgb, entry.meta.index, force=True)
+            dets = dets[np.flatnonzero(dets.score >= self.cfg.detect.score_threshold)]  # no tracker here
         else:
             dets, _, failed = self._searched(entry.rgb, entry.meta.index, self.cfg.detect.turns, upright=False)
         if failed:
@@ -271,16 +272,24 @@ class FrameAnonymizer:
             entry.faces, _ = with_untracked(entry.faces, found)
 
     def _searched(
-        self, rgb: np.ndarray, index: int, turns, upright: bool = True
+        self, rgb: np.ndarray, index: int, turns, upright: bool = True, weak: bool = False
     ) -> tuple[FaceDetections, dict[int, np.ndarray], bool]:
         """The faces found at `turns` of the frame (and upright), one row per face, the sure
-        faces' boxes by turn (`with_turns`), and whether detection failed. Safe on any thread."""
+        faces' boxes by turn (`with_turns`), and whether detection failed; with `weak`, also the
+        upright pass's faces under the score threshold that no face found overlaps, for the
+        tracker to continue tracks with (`DetectConfig.weak_threshold`). Safe on any thread."""
         t0 = time.perf_counter()
         dets, hits, failed = FaceDetections.empty(), {}, False
+        threshold = self.cfg.detect.score_threshold
         try:
             detector = self.detector if self.pool is None else self._thread_detector()
             base = detector.detect(rgb) if upright else FaceDetections.empty()
-            dets, hits = with_turns(detector, rgb, turns, self.cfg.detect.nms_threshold, base)
+            sure = base.score >= threshold
+            dets, hits = with_turns(
+                detector, rgb, turns, self.cfg.detect.nms_threshold, base[np.flatnonzero(sure)], least=threshold
+            )
+            if weak and not sure.all():
+                dets, _ = with_untracked(dets, base[np.flatnonzero(~sure)])
         except Exception as exc:  # noqa: BLE001 - any stage failure is contained and covered
             log.debug("detector failed on frame %d: %s", index, exc)
             dets, hits, failed = FaceDetections.empty(), {}, True
@@ -319,7 +328,9 @@ class FrameAnonymizer:
         """
         dets, failed = detected if detected is not None else self.detect(rgb, index, force, scene_cut or every_turn)
         t1 = time.perf_counter()
-        faces = self.tracker.update(dets, index, scene_cut=scene_cut and not failed, frame=rgb)
+        faces = self.tracker.update(
+            dets, index, scene_cut=scene_cut and not failed, frame=rgb, weak=self.cfg.detect.score_threshold
+        )
         self.track_ids.update(int(t) for t in faces.track_id if t >= 0)
         self.seconds["track"] += time.perf_counter() - t1
         return faces, failed

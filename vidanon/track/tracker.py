@@ -31,9 +31,14 @@ import numpy as np
 from norfair import Detection, Tracker
 
 from vidanon.config import TrackConfig
+from vidanon.metrics.tracks import iou_matrix
 from vidanon.track.motion import face_motion, move_face, to_gray
 from vidanon.track.smooth import OneEuro
 from vidanon.types import DETECTED, PREDICTED, FaceDetections, box_union
+
+WEAK_IOU = 0.3
+"""A detection scoring under the detector's threshold continues a track whose place it overlaps by
+this IoU or more (`FaceTracker.update`'s `weak`); elsewhere it is dropped."""
 
 LANDMARK_SNAP = 0.1
 """A smoothed landmark further than this share of the face's size from its detection snaps
@@ -96,7 +101,12 @@ class FaceTracker:
         self.carried: dict[int, np.ndarray] = {}
 
     def update(
-        self, dets: FaceDetections, frame_index: int, scene_cut: bool = False, frame: np.ndarray | None = None
+        self,
+        dets: FaceDetections,
+        frame_index: int,
+        scene_cut: bool = False,
+        frame: np.ndarray | None = None,
+        weak: float = 0.0,
     ) -> FaceDetections:
         """Matches `dets` to tracks and adds held predictions.
 
@@ -110,7 +120,17 @@ class FaceTracker:
             frame: this frame, (h, w, 3) uint8 RGB, for motion stabilization
                 (`TrackConfig.motion`); without it, or for a face whose motion
                 cannot be followed, the One-Euro filter alone smooths.
+            weak: detections scoring under this only continue a track: each is kept
+                where it overlaps a track's place (IoU >= WEAK_IOU), else dropped. A
+                face the detector sees near its threshold (dim, noisy, blurred) scores
+                above and below it from frame to frame; its track, held only from its
+                last sure detection, ran out while the face was still there (a dim
+                face bare at a frame `--detect-every 2` skipped: `benchmarks/stress.py`
+                dim_noisy). Such detections start no track, so they add no false faces
+                of their own.
         """
+        if weak > 0 and len(dets):
+            dets = dets[self._continuing(dets, weak)]
         gray = to_gray(frame) if frame is not None and self.cfg.smoothing and self.cfg.motion is not False else None
         if scene_cut or gray is None:
             self._grays.clear()
@@ -230,6 +250,15 @@ class FaceTracker:
             )
             out = FaceDetections.concat([out, pred])
         return out
+
+    def _continuing(self, dets: FaceDetections, weak: float) -> np.ndarray:
+        """Indices of `dets` that score `weak` or more, or overlap a live track's place."""
+        low = dets.score < weak
+        places = [o.estimate.reshape(4) for o in self._tracker.tracked_objects if o.id is not None]
+        if not low.any() or not places:
+            return np.flatnonzero(~low)
+        near = iou_matrix(dets.xyxy, np.array(places, np.float32)).max(axis=1) >= WEAK_IOU
+        return np.flatnonzero(~low | near)
 
 
 def _follow(
