@@ -19,6 +19,8 @@
 #            ~47 MiB: with the ~16 MiB tree just under the 64 MiB carry limit.
 #            python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site \
 #              .whl-gpu/wheels/*.whl && export PYTHONPATH=/tmp/site:$PWD/.whl-gpu/site:$PWD
+# onnxruntime and onnx are not carried (~37 MB): there "yunet" runs YuNet in OpenCV
+# (vidanon.detect.yunet falls back where they are missing; the same faces, slower on the CPU).
 # The folders are added to .git/info/exclude. On the machine, before anything else:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
 #     && export PYTHONPATH=/tmp/site:$PWD          (the same with .whl-speed in the next call)

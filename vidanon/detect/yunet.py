@@ -147,7 +147,8 @@ class _OrtNet:
         if not parts:
             return np.zeros((0, 15), np.float32)
         faces = np.concatenate(parts).astype(np.float32)
-        boxes = [tuple(int(v) for v in row) for row in faces[:, 0:4]]
+        # integer boxes, as OpenCV suppresses with (truncated; an overflowing size stays finite)
+        boxes = np.nan_to_num(faces[:, 0:4], nan=0.0, posinf=1e9, neginf=-1e9).astype(np.int64).tolist()
         keep = cv2.dnn.NMSBoxes(
             boxes, faces[:, 14].tolist(), self._cfg.score_threshold, self._cfg.nms_threshold, top_k=TOP_K
         )
