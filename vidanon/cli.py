@@ -234,8 +234,8 @@ def anonymize(
         "--detect-every",
         help="1 or 2: run the detector every Nth frame; a skipped frame places each face halfway between its "
         "detections before and after (the hold is N - 1 frames longer and the lookahead at least N). At 2 on the "
-        "samples: blur 1.4-1.5x faster, gan 1.0-1.3x, every face covered, no more flicker in blur mode and 1.2x that "
-        "of 1 in gan mode. A face the detector finds only in skipped frames (at the frame edge, say) stays bare, unless the "
+        "samples: blur 1.2-1.3x faster, gan 1.0-1.5x, every face covered, no more flicker than at 1. "
+        "A face the detector finds only in skipped frames (at the frame edge, say) stays bare, unless the "
         "picture changed much since the previous frame or it is the last frame (those are detected). "
         "From 3 on faces went partly bare, so 3 is refused (benchmarks/detect_every.py).",
     ),
