@@ -1,5 +1,5 @@
-"""Faces near the detector's threshold: weak detections continue tracks, and the bench sees a bare face
-that the detector no longer finds."""
+"""Faces left bare: weak detections (near the detector's threshold) continue tracks, the bench sees a
+bare face that the detector no longer finds, and the frame stage covers a face its cover missed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from conftest import decode_rgb
 
 from vidanon.config import CoverConfig, DetectConfig, PipelineConfig, TrackConfig
-from vidanon.metrics.bench import run_bench, unchanged
+from vidanon.metrics.bench import run_bench
+from vidanon.metrics.detail import unchanged
 from vidanon.pipeline import anonymize_video
 from vidanon.synth import photo, write_frames
 from vidanon.track.tracker import FaceTracker
@@ -82,3 +83,36 @@ def test_unchanged_tells_a_bare_face_from_covered_ones(dim_clip, tmp_path):
         for mode, frames in covered.items():
             assert unchanged(original[k], frames[k], box) < 0.4, mode
     assert unchanged(original[0], original[0], np.array([10, 10, 12, 12], np.float32)) == 0.0  # too small
+
+
+class _Careless:
+    """A coverer (the frame stage's neighbour) that blurs every face but the first: a cover that
+    missed its face. With `staged`, it works as gan mode does, in `prepare` and `finish`."""
+
+    def __init__(self, staged: bool) -> None:
+        if staged:
+            self.prepare = lambda rgb, faces, index: (rgb, faces)
+            self.finish = lambda job: self.cover(job[0], job[1], 0)
+
+    def cover(self, rgb, faces, index):
+        out = rgb.copy()
+        for x0, y0, x1, y1 in faces.xyxy[1:].astype(int):
+            out[max(0, y0) : y1, max(0, x0) : x1] = cv2.GaussianBlur(out[max(0, y0) : y1, max(0, x0) : x1], (0, 0), 8)
+        return out
+
+
+@pytest.mark.parametrize("staged", [False, True], ids=["cover", "prepare-finish"])
+def test_a_face_its_cover_missed_gets_the_fallback(detector, staged):
+    from vidanon.metrics.detail import BARE
+    from vidanon.pipeline import FrameAnonymizer
+
+    rgb = photo("faceapi-sample1.jpg")
+    fa = FrameAnonymizer(PipelineConfig(), detector=detector, coverer=_Careless(staged))
+    faces, failed = fa.locate(rgb, 0)
+    assert len(faces) >= 3 and not failed
+    first = faces[np.argsort(-faces.state, kind="stable")].xyxy[0]  # the order the cover sees them in
+    assert unchanged(rgb, _Careless(False).cover(rgb, faces, 0), first) > 0.99  # the careless cover alone
+    out, fallback = fa.cover(rgb, faces, 0, failed)
+    assert fallback
+    for box in faces.xyxy:
+        assert unchanged(rgb, out, box) < BARE

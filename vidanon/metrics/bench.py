@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 
 from vidanon.config import DetectConfig
@@ -39,6 +38,7 @@ from vidanon.detect import make_detector
 from vidanon.detect.turn import SURE, with_turns
 from vidanon.errors import CodecError, InputError
 from vidanon.io.decode import park_decoder
+from vidanon.metrics.detail import BARE, unchanged
 from vidanon.metrics.flicker import FlickerMeter, FlickerSample
 from vidanon.metrics.plot import write_plot
 from vidanon.metrics.sface import SAME_IDENTITY_THRESHOLD, SFace, cosine
@@ -64,10 +64,8 @@ class BenchConfig:
             cuts and are left out of the flicker figure.
         detect: detector settings (for recomputed tracks and output detections).
         bare: a face the original shows counts as a leak where the fine detail
-            of the middle of its box (`unchanged`) correlates with the original's
-            by this or more: left uncovered. A bare dim, noisy face re-encoded
-            read 0.90; covered faces up to 0.30 in blur, 0.47 in gan, 0.26
-            pixelate, 0.18 solid (the stress scenes).
+            of the middle of its box (`vidanon.metrics.detail.unchanged`)
+            correlates with the original's by this or more: left uncovered.
     """
 
     same_identity: float = SAME_IDENTITY_THRESHOLD
@@ -77,7 +75,7 @@ class BenchConfig:
     region_scale: float = 1.3
     cut_threshold: float = 20.0
     detect: DetectConfig = field(default_factory=DetectConfig)
-    bare: float = 0.7
+    bare: float = BARE
 
     def __post_init__(self) -> None:
         if not -1.0 <= self.same_identity <= 1.0:
@@ -342,30 +340,6 @@ def run_bench(
         warnings=warnings,
         cuts=flicker.cuts,
     )
-
-
-def unchanged(original: np.ndarray, output: np.ndarray, box: np.ndarray, middle: float = 0.7) -> float:
-    """How much of a face's fine detail the output kept: the correlation of the two frames'
-    high-pass (grey minus its Gaussian blur, sigma 2 px) over the middle `middle` of the box.
-    About 1 for a face left as it was (0.90 for a dim, noisy one after re-encoding), low for
-    any cover, which removes the face's detail or paints other detail. 0 for a box under 4 px."""
-    h, w = original.shape[:2]
-    c, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) * middle / 2
-    x0, y0 = (max(0, int(v)) for v in c - half)
-    x1, y1 = min(w, int(c[0] + half[0]) + 1), min(h, int(c[1] + half[1]) + 1)
-    if x1 - x0 < 4 or y1 - y0 < 4:
-        return 0.0
-    # the blur reaches past the middle: take a margin of the frame around it, then crop
-    m = 6
-    X0, Y0, X1, Y1 = max(0, x0 - m), max(0, y0 - m), min(w, x1 + m), min(h, y1 + m)
-    detail = []
-    for img in (original, output):
-        grey = cv2.cvtColor(np.ascontiguousarray(img[Y0:Y1, X0:X1]), cv2.COLOR_RGB2GRAY).astype(np.float32)
-        hp = (grey - cv2.GaussianBlur(grey, (0, 0), 2.0))[y0 - Y0 : y1 - Y0, x0 - X0 : x1 - X0]
-        detail.append(hp - hp.mean())
-    a, b = detail
-    norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / norm) if norm > 1e-6 else 0.0
 
 
 class _Accumulator:
