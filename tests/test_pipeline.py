@@ -504,7 +504,7 @@ def test_tracking_settings_stretch_with_the_detection_gap():
     t = PipelineConfig(track=track).tracking()  # reaching back to each turn's last pass
     assert (t.hold_frames, t.lookahead) == (5, DetectConfig().turn_period())
     t = PipelineConfig(detect=DetectConfig(every=2), track=TrackConfig(hold_frames=HOLD_FRAMES_MAX)).tracking()
-    assert (t.hold_frames, t.lookahead) == (HOLD_FRAMES_MAX, DetectConfig().turn_period())
+    assert (t.hold_frames, t.lookahead) == (HOLD_FRAMES_MAX, max(TrackConfig().lookahead, DetectConfig().turn_period()))
     with pytest.raises(ValueError, match="every must be in"):
         DetectConfig(every=DETECT_EVERY_MAX + 1)
 

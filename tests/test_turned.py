@@ -108,9 +108,11 @@ def test_a_face_in_profile_stands_upright():
 
 def test_turn_schedule_and_settings():
     cfg = DetectConfig()
-    assert cfg.turns == (90, 270, 180) and cfg.turn_every == 4 and cfg.turn_period() == 12
-    assert [cfg.turns_at(i) for i in range(0, 16, 2)] == [(90,), (), (270,), (), (180,), (), (90,), ()]
+    assert cfg.turns == (90, 270, 180) and cfg.turn_every == 2 and cfg.turn_period() == 6
+    assert [cfg.turns_at(i) for i in range(0, 8, 2)] == [(90,), (270,), (180,), (90,)]
     assert [cfg.turns_at(i) for i in (1, 3, 5)] == [(), (), ()]
+    every4 = DetectConfig(turn_every=4)
+    assert [every4.turns_at(i) for i in range(0, 16, 2)] == [(90,), (), (270,), (), (180,), (), (90,), ()]
     assert cfg.turns_at(3, every_turn=True) == TURNS
     assert DetectConfig(turns=()).turns_at(0, every_turn=True) == ()
     assert DetectConfig(turns=[180]).turns == (180,)
@@ -118,9 +120,9 @@ def test_turn_schedule_and_settings():
         with pytest.raises(ValueError):
             DetectConfig(**bad)
     # the lookahead reaches back to the last pass of each turn: a turned face is covered from where it entered
-    fast = PipelineConfig(detect=DetectConfig(turn_every=2), track=TrackConfig(lookahead=8))
-    assert fast.tracking().lookahead == 8
-    assert PipelineConfig().tracking().lookahead == 12
+    assert PipelineConfig().tracking().lookahead == 8  # 6 frames a turn's period: the default 8 holds it
+    assert PipelineConfig(detect=DetectConfig(turn_every=4)).tracking().lookahead == 12
+    assert PipelineConfig(detect=DetectConfig(turn_every=4), track=TrackConfig(lookahead=14)).tracking().lookahead == 14
     assert PipelineConfig(detect=DetectConfig(turns=(180,))).tracking().lookahead == 8
 
 
@@ -293,7 +295,8 @@ def test_a_turn_that_found_a_face_is_searched_around_it():
     assert window_around(boxes, 1280, 720, reach=0.0) == (100, 100, 200, 160)
     assert window_around(np.array([[0, 0, 600, 400]], np.float32), 1280, 720) is None  # half the frame: all of it
     side = sideways(frames=1)[0]
-    fa = FrameAnonymizer(PipelineConfig())
+    every4 = PipelineConfig(detect=DetectConfig(turn_every=4))  # one turn every 4th frame: none on 2, 180 on 8
+    fa = FrameAnonymizer(every4)
     fa.detect(side, 0)  # every turn on the first frame: the 90-degree turn finds the five faces, sure
     h, w = side.shape[:2]
     assert fa._turns(2, False, w, h) == []  # within the lag: the schedule alone (nothing on frame 2)
@@ -301,7 +304,7 @@ def test_a_turn_that_found_a_face_is_searched_around_it():
     # the same faces small in a large frame: searched in a window around them
     frame = np.zeros((720, 1280, 3), np.uint8)
     frame[200 : 200 + h, 300 : 300 + w] = side[:520]
-    fa = FrameAnonymizer(PipelineConfig())
+    fa = FrameAnonymizer(every4)
     found, failed = fa.detect(frame, 0)
     assert not failed and len(found) >= 3
     turns = fa._turns(8, False, 1280, 720)

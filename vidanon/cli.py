@@ -244,8 +244,8 @@ def anonymize(
         "--turns",
         help="Also search the frame turned clockwise by these degrees (90, 180, 270; 'none': upright only), for "
         "faces rolled sideways or upside down, which the upright pass misses from about 45 degrees on (found on the "
-        "bundled photos at every roll: 94% against 44% upright only). One turn every 4th frame, each turn every 12th "
-        "(the lookahead is at least 12, so a face found turned is covered back to where it entered), all of them on "
+        "bundled photos at every roll: 94% against 44% upright only). One turn every 2nd frame, each turn every 6th "
+        "(the lookahead is at least 6, so a face found turned is covered back to where it entered), all of them on "
         "the first frame, at a cut and on the last frame, and a turn that found a face scoring 0.75 on every frame "
         "while it is held. In gan mode a turned face scoring under 0.75 gets the fallback filter (the turns also took "
         "a wine glass and a torso for faces). Costs about 1.35x the detection time (blur at 720p on 2 cores ran "

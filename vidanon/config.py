@@ -78,9 +78,13 @@ class DetectConfig:
             face that only a turn finds is covered from the frame it entered (the
             lookahead is at least `turn_every` times the number of turns, and the
             frames since the turn's last pass are searched at it). A multiple of
-            `every`. Default 4: blur mode at 720p on 2 cores ran 0.91-1.0x as fast
-            as upright only in two runs with YuNet in onnxruntime, 0.67-0.88x in
-            three with it in OpenCV (`benchmarks/speed.py --upright`).
+            `every`. Default 2 (each turn every 6th frame): with YuNet in onnxruntime
+            it cost 0.5 ms a frame more than 4 in blur mode at 720p on 2 cores
+            (8.7 -> 9.2 ms of detection, frames/s within the run-to-run noise),
+            and halves the frames a rolled face can be seen between two passes of
+            its turn without being searched. At 4, blur mode ran 0.91-1.0x as fast
+            as upright only (0.67-0.88x with YuNet in OpenCV: `benchmarks/speed.py
+            --upright`).
     """
 
     backend: str = "yunet"
@@ -91,7 +95,7 @@ class DetectConfig:
     every: int = 1
     workers: int = 0
     turns: tuple[int, ...] = TURNS
-    turn_every: int = 4
+    turn_every: int = 2
 
     def __post_init__(self) -> None:
         _check(0.0 < self.score_threshold < 1.0, f"score_threshold must be in (0, 1), got {self.score_threshold}")
