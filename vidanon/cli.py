@@ -248,8 +248,8 @@ def anonymize(
         "(the lookahead is at least 6, so a face found turned is covered back to where it entered), all of them on "
         "the first frame, at a cut and on the last frame, and a turn that found a face scoring 0.75 on every frame "
         "while it is held. In gan mode a turned face scoring under 0.75 gets the fallback filter (the turns also took "
-        "a wine glass and a torso for faces). Costs about 1.35x the detection time (blur at 720p on 2 cores ran "
-        "0.91-1.0x as fast as with 'none' in two runs; benchmarks/turned.py, speed.py --upright).",
+        "a wine glass and a torso for faces). Costs 1.5-1.7x the detection time (blur at 720p on 2 cores ran "
+        "0.85x as fast as with 'none'; benchmarks/turned.py, speed.py --upright).",
     ),
     hold_frames: int = typer.Option(
         12,

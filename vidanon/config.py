@@ -80,7 +80,8 @@ class DetectConfig:
             frames since the turn's last pass are searched at it). A multiple of
             `every`. Default 2 (each turn every 6th frame): with YuNet in onnxruntime
             it cost 0.5 ms a frame more than 4 in blur mode at 720p on 2 cores
-            (8.7 -> 9.2 ms of detection, frames/s within the run-to-run noise),
+            (8.7 -> 9.2 ms of detection, frames/s within the run-to-run noise;
+            0.85x as fast as upright only in `speed.py --upright`),
             and halves the frames a rolled face can be seen between two passes of
             its turn without being searched. At 4, blur mode ran 0.91-1.0x as fast
             as upright only (0.67-0.88x with YuNet in OpenCV: `benchmarks/speed.py
