@@ -259,8 +259,8 @@ def anonymize(
     lookahead: int = typer.Option(
         8,
         "--lookahead",
-        help="Frames buffered so a new face is also covered in the frames before its first detection (at least 4 per "
-        "turn with --turns, 12 by default; at least N with --detect-every N).",
+        help="Frames buffered so a new face is also covered in the frames before its first detection (at least 2 per "
+        "turn with --turns, 6 with the default turns; at least N with --detect-every N).",
     ),
     smoothing: bool = typer.Option(
         True, "--smoothing/--no-smoothing", help="Smooth face boxes and landmarks over time."

@@ -35,7 +35,7 @@ from vidanon.errors import InputError, OutputError, StrictModeError, VidanonErro
 from vidanon.io.decode import Demuxer, PacketItem, VideoItem, check_readable
 from vidanon.io.encode import VideoWriter
 from vidanon.io.paths import check_side_output, check_writable
-from vidanon.metrics.detail import BARE, unchanged
+from vidanon.metrics.detail import left_bare
 from vidanon.metrics.tracks import iou_matrix, with_untracked
 from vidanon.track import FaceTracker
 from vidanon.types import BACKFILLED, DETECTED, PREDICTED, STATE_NAMES, FaceDetections, FrameMeta, box_union
@@ -357,24 +357,23 @@ class FrameAnonymizer:
             return job.done
         t0 = time.perf_counter()
         try:
-            return self._left_bare(job.rgb, self.coverer.finish(job.prepared), job.faces)
+            return self._cover_bare(job.rgb, self.coverer.finish(job.prepared), job.faces)
         except Exception as exc:  # noqa: BLE001
             log.debug("paste failed on frame %d: %s", job.index, exc)
             return self._fallback(job.rgb, job.faces), True
         finally:
             self.seconds["paste"] = self.seconds.get("paste", 0.0) + time.perf_counter() - t0
 
-    def _left_bare(self, rgb: np.ndarray, out: np.ndarray, faces: FaceDetections) -> tuple[np.ndarray, bool]:
+    def _cover_bare(self, rgb: np.ndarray, out: np.ndarray, faces: FaceDetections) -> tuple[np.ndarray, bool]:
         """The covered frame `out` of `rgb`, and whether the fallback was needed: a detected face
-        whose middle kept the original's fine detail (`unchanged` >= BARE; every cover reads 0.47
-        or less) was not reached by its cover, and gets the fallback filter on top. Fail closed
+        whose middle kept the original's fine detail (`left_bare`; every cover read 0.47 or
+        less) was not reached by its cover, and gets the fallback filter on top. Fail closed
         against a coverer that leaves a face as it was (an empty mask, a paste off its place)."""
-        seen = np.flatnonzero(faces.state == DETECTED)
-        bare = [k for k in seen if unchanged(rgb, out, faces.xyxy[k]) >= BARE]
-        if not bare:
+        bare = left_bare(rgb, out, faces)
+        if not bare.any():
             return out, False
-        log.debug("frame: %d face(s) left bare by the cover; fallback filter", len(bare))
-        return apply_filter(out, faces[np.array(bare)], self.cfg.cover, self.cfg.cover.fallback), True
+        log.debug("frame: %d face(s) left bare by the cover; fallback filter", int(bare.sum()))
+        return apply_filter(out, faces[np.flatnonzero(bare)], self.cfg.cover, self.cfg.cover.fallback), True
 
     def _fallback(self, rgb: np.ndarray, faces: FaceDetections) -> np.ndarray:
         mode = self.cfg.cover.fallback
@@ -397,7 +396,7 @@ class FrameAnonymizer:
             prepare = getattr(self.coverer, "prepare", None)
             if prepare is not None:
                 return CoverJob(index, prepared=prepare(rgb, faces, index), rgb=rgb, faces=faces)
-            return CoverJob(index, done=self._left_bare(rgb, self.coverer.cover(rgb, faces, index), faces))
+            return CoverJob(index, done=self._cover_bare(rgb, self.coverer.cover(rgb, faces, index), faces))
         except Exception as exc:  # noqa: BLE001
             log.debug("cover failed on frame %d: %s", index, exc)
             return CoverJob(index, done=(self._fallback(rgb, faces), True))

@@ -38,7 +38,7 @@ from vidanon.detect import make_detector
 from vidanon.detect.turn import SURE, with_turns
 from vidanon.errors import CodecError, InputError
 from vidanon.io.decode import park_decoder
-from vidanon.metrics.detail import BARE, unchanged
+from vidanon.metrics.detail import BARE, left_bare
 from vidanon.metrics.flicker import FlickerMeter, FlickerSample
 from vidanon.metrics.plot import write_plot
 from vidanon.metrics.sface import SAME_IDENTITY_THRESHOLD, SFace, cosine
@@ -264,7 +264,7 @@ def run_bench(
         """Faces upright and at every turn of the frame (a rolled face is measured too). In the
         original, a turn's faces count only where they score `least` = SURE: the turns' false
         faces (a wine glass, 0.72) would count as leaks wherever `vidanon anonymize`, searching
-        each turn every 12th frame, did not cover them. In the output every face found counts
+        each turn every `turn_period` frames, did not cover them. In the output every face found counts
         (fail closed: a bare rolled face at an original face's place is a leak)."""
         return with_turns(detector, img, cfg.detect.turns, cfg.detect.nms_threshold, least=least)[0]
 
@@ -384,7 +384,7 @@ class _Accumulator:
 
         # leaked: a face found in the output at an original face's place that SFace takes for the
         # person, or a face the original shows left as it was (found or not)
-        leaked = seen & np.array([unchanged(img_o, img_a, box) >= cfg.bare for box in faces.xyxy], bool)
+        leaked = left_bare(img_o, img_a, faces, cfg.bare)
         if len(out_dets):
             iou = iou_matrix(faces.xyxy, out_dets.xyxy)
             best = iou.argmax(axis=1)

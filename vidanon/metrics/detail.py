@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from vidanon.types import DETECTED, FaceDetections
+
 BARE = 0.7
 """`unchanged` at or above which a face counts as left uncovered. A bare dim, noisy face read 0.90
 after re-encoding (exact copies read 1.0); covered faces on the stress scenes at most 0.30 blurred,
@@ -33,3 +35,12 @@ def unchanged(original: np.ndarray, output: np.ndarray, box: np.ndarray, middle:
     a, b = detail
     norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / norm) if norm > 1e-6 else 0.0
+
+
+def left_bare(original: np.ndarray, output: np.ndarray, faces: FaceDetections, threshold: float = BARE) -> np.ndarray:
+    """(n,) bool: the detected faces (state DETECTED: a predicted place may hold no face) that
+    `output` left as they were in `original` (`unchanged` >= `threshold`)."""
+    bare = np.zeros(len(faces), bool)
+    for k in np.flatnonzero(faces.state == DETECTED):
+        bare[k] = unchanged(original, output, faces.xyxy[k]) >= threshold
+    return bare
