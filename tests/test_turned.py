@@ -279,12 +279,20 @@ def test_a_turned_find_holding_a_smaller_face_is_no_face():
     from vidanon.detect.turn import _holds_a_face
 
     boxes = np.array([[0, 0, 200, 180], [20, 10, 60, 55], [300, 0, 500, 180], [320, 10, 360, 55]], np.float32)
+    score = np.array([0.8, 0.6, 0.9, 0.7], np.float32)
     turned = np.array([True, False, False, False])
-    assert _holds_a_face(boxes, turned).tolist() == [True, False, False, False]  # a torso around a face
+    assert _holds_a_face(boxes, score, turned).tolist() == [True, False, False, False]  # a torso around a face
     # an upright find holding a smaller face is kept (the upright pass's rows are never dropped here)
-    assert not _holds_a_face(boxes, np.zeros(4, bool)).any()
+    assert not _holds_a_face(boxes, score, np.zeros(4, bool)).any()
     # a turned face beside, not around, a small face is kept
-    assert not _holds_a_face(boxes[[0, 3]], np.array([True, False])).any()
+    assert not _holds_a_face(boxes[[0, 3]], score[[0, 3]], np.array([True, False])).any()
+    # head and shoulders (handheld.mp4): a turned 0.59 around an upright 0.92 of 0.28 its area is
+    # dropped; held by a face scoring less than it, or of half its area or more, it is kept
+    head = np.array([[253, 74, 422, 249], [257, 96, 335, 203]], np.float32)
+    assert _holds_a_face(head, np.array([0.59, 0.92]), np.array([True, False])).tolist() == [True, False]
+    assert not _holds_a_face(head, np.array([0.59, 0.55]), np.array([True, False])).any()
+    half = np.array([[253, 74, 422, 249], [257, 96, 380, 220]], np.float32)
+    assert not _holds_a_face(half, np.array([0.59, 0.92]), np.array([True, False])).any()
 
 
 def test_a_turn_that_found_a_face_is_searched_around_it():
