@@ -59,6 +59,7 @@ GUARD_RECHECK = 30  # frames after which a track's face is checked again
 OWN_ALIGN_SAME = 0.03  # landmarks this close (share of the face's height) align the same crop for SFace
 GUARD_RECHECK_EXIT = 0.1  # a track is also checked again once this much more of its cover left the frame
 GUARD_REAL = 0.7  # YuNet score a new track's generated face should reach (the detection threshold is 0.5)
+GUARD_REAL_ORIGINAL = 0.8  # ... where the original scores this or more
 
 
 def _rank(cos: float, score: float) -> tuple[bool, float, float]:
@@ -177,7 +178,10 @@ class GanCoverer:
         # identity guard (CoverConfig.identity_guard): per track, how many z were redrawn, and which were checked
         self.redraws: dict[int, int] = {}
         self.tried: dict[int, int] = {}  # per track, the highest redraw count tried
-        self.checked: dict[int, tuple[int, float]] = {}  # track -> (frame of its last check, cover share in view)
+        # track -> (frame of its last check, cover share in view, whether detected there)
+        self.checked: dict[int, tuple[int, float, bool]] = {}
+        self.judged: set[int] = set()  # tracks whose realism was judged (`_guard`)
+        self.unsafe: set[int] = set()  # tracks whose last check found no z unlike the person: filtered
         self.generated: dict[int, int] = {}  # track -> frame its face was last generated (regenerate_every)
         self.best_score: dict[int, float] = {}  # track -> its best detection score (`_sure`)
         # seconds spent in each part of `cover` (crops and donors, the network, the identity
@@ -269,34 +273,54 @@ class GanCoverer:
         positions: np.ndarray,
         vis: np.ndarray,
     ) -> np.ndarray:
-        """The identity guard. A generated face, pasted, is compared with the original by SFace
-        (both at the original landmarks): each new track's first face, and each track's face
-        again every GUARD_RECHECK frames and whenever another GUARD_RECHECK_EXIT of its
-        cover has left the frame (a face cut by the frame edge shows SFace little but the
-        generated nose and mouth, where the original's were: on people.mp4 such faces
-        reached 0.37-0.44 at some seeds). The cosine counts at the original's landmarks and at
-        the generated face's own, where YuNet finds it (the higher, as `vidanon bench` counts
-        a leak). A face at GUARD_COSINE or more draws its track's next z, up to GUARD_REDRAWS
-        times, and keeps the least alike (its current z included); the z then stays until a
-        check finds it too alike. Privacy before consistency: such a track changes its fake
-        identity. (Drawing every new track's z further from the original, below 0.15, made
-        the faces of different seeds more alike: diversity 92-93% against the 95% goal.)
-        At a track's first check its generated face must also be one YuNet finds, scoring
-        GUARD_REAL (searched at the pipeline's detection scale); a z whose face scores less is
-        redrawn too, the candidates ranked by `_rank`. Some z give a face YuNet misses in most
-        of the track's frames (people.mp4: one track found in 4 of 45 frames at seed 2, another
-        1 of 50 at seed 0, their first faces scoring 0 and 0.58): realism on people.mp4 read
-        79-90% over seeds 0-5, 90% at every seed with the check (`vidanon bench`). Only at the
-        first check: later, a new z would change a fake identity the viewer has seen.
+        """The identity guard. A generated face, pasted, is compared with the original by SFace:
+        each new track's first face, and each track's face again every GUARD_RECHECK frames,
+        whenever another GUARD_RECHECK_EXIT of its cover has left the frame (a face cut by the
+        frame edge shows SFace little but the generated nose and mouth, where the original's
+        were: on people.mp4 such faces reached 0.37-0.44 at some seeds), and at its first
+        detection after checks at held or backfilled places only (`_check_due`). The cosine is
+        the highest of the original and the generated face aligned at the tracked landmarks, at
+        the original's as YuNet finds them in this frame (the smoothed landmarks of a 36 px face
+        lay 3-5 px off: SFace read 0.19-0.20 there and 0.36-0.46 at the detection's) and at the
+        generated face's own, where YuNet finds it: as `vidanon bench` counts a leak. A face at
+        GUARD_COSINE or more draws its track's next z, up to GUARD_REDRAWS times; the best by
+        `_rank` is kept and then stays until a check finds it too alike. Privacy before
+        consistency: such a track changes its fake identity. Where no z passes, the face gets
+        the fallback filter until a later check finds one that does (`unsafe`; fail closed).
+        (Drawing every new track's z further from the original, below 0.15, made the faces of
+        different seeds more alike: diversity 92-93% against the 95% goal.)
+        At a track's first check at a detected face scoring GUARD_REAL_ORIGINAL, its generated
+        face must also be one YuNet finds, scoring GUARD_REAL (searched at the pipeline's
+        detection scale); a z whose face scores less is redrawn too. Some z give a face YuNet
+        misses in most of the track's frames (people.mp4: one track found in 4 of 45 frames at
+        seed 2, another 1 of 50 at seed 0, their first faces scoring 0 and 0.58): realism on
+        people.mp4 read 79-90% over seeds 0-5, 90% at every seed with the check (`vidanon
+        bench`). Only once: later, a new z would change a fake identity the viewer has seen; and
+        not where YuNet is unsure of the original (a false face at 0.75 on a chest drew a z
+        read 0.27 for one read 0.15 and leaked after encoding).
         `vis`: each face's share of its cover inside the frame (`_visible`)."""
         h, w = frame.shape[:2]
-        todo = [i for i in range(len(faces)) if self._check_due(int(faces.track_id[i]), frame_index, vis[i])]
+        todo = [
+            i for i in range(len(faces)) if self._check_due(int(faces.track_id[i]), frame_index, vis[i], faces.state[i])
+        ]
         if not todo:
             return gen
         e_orig = dict(zip(todo, self.sface.embed(frame, faces[np.array(todo)])))
+        # the original as YuNet places it in this frame (`vidanon bench`'s alignment), where the
+        # tracker's smoothed landmarks lie elsewhere: on a 36 px face 3-5 px off, where SFace
+        # read 0.19-0.20 for a face it read 0.36-0.43 at the detection's landmarks
+        raw = self._apart(self._find(frame, faces, todo), faces)
+        e_raw = {i: self.sface.embed(frame, det)[0] for i, det in raw.items()}
         gen = gen.copy()
-        # realism is judged at a track's first check, where its fake identity is chosen
-        judge = {i: int(faces.track_id[i]) not in self.checked for i in todo}
+        # realism is judged at a track's first check at a detected face, where its fake identity
+        # is chosen, if YuNet is sure of the original there (GUARD_REAL_ORIGINAL)
+        judge = {
+            i: int(faces.track_id[i]) not in self.judged
+            and faces.state[i] == DETECTED
+            and faces.score[i] >= GUARD_REAL_ORIGINAL
+            for i in todo
+        }
+        self.judged.update(int(faces.track_id[i]) for i in todo if faces.state[i] == DETECTED)
         worst = (True, 1.0, 2.0)  # above any `_rank`
         best = {i: (worst, gen[i], self.redraws.get(int(faces.track_id[i]), 0)) for i in todo}
         shown = {i: best[i][2] for i in todo}  # the z each track showed before this check
@@ -313,13 +337,21 @@ class GanCoverer:
                 if part is not None:
                     _blend(cand, part)
             emb = self.sface.embed(cand, faces[np.array(active)])
-            own, found = self._own_alignment(cand, faces, active)
+            gen_found = self._find(cand, faces, active)
+            own = {i: self.sface.embed(cand, det)[0] for i, det in self._apart(gen_found, faces).items()}
+            at_raw = [i for i in active if i in raw]
+            if at_raw:
+                emb_raw = dict(zip(at_raw, self.sface.embed(cand, FaceDetections.concat([raw[i] for i in at_raw]))))
             alike = []
             for i, e in zip(active, emb):
-                cos = float(np.sum(e_orig[i] * e))
-                if i in own:  # fail closed, as `vidanon bench` counts a leak: the higher cosine
-                    cos = max(cos, float(np.sum(e_orig[i] * own[i])))
-                rank = _rank(cos, found[i] if judge[i] else 1.0)
+                # fail closed, as `vidanon bench` counts a leak: the highest cosine of the original
+                # and the generated face aligned at the tracked landmarks, at the original's detected
+                # ones and at the generated face's own
+                origs = [e_orig[i]] + ([e_raw[i]] if i in raw else [])
+                views = [e] + ([emb_raw[i]] if i in raw else []) + ([own[i]] if i in own else [])
+                cos = max(float(np.sum(a * b)) for a in origs for b in views)
+                score = float(gen_found[i].score[0]) if i in gen_found else 0.0
+                rank = _rank(cos, score if judge[i] else 1.0)
                 if rank < best[i][0]:
                     best[i] = (rank, gen[i].copy(), self.redraws.get(int(faces.track_id[i]), 0))
                 if cos >= GUARD_COSINE or rank[1] > 0.0:
@@ -342,15 +374,29 @@ class GanCoverer:
             if self.redraws[t] != shown[i]:
                 # another fake person: shown at once, not faded in from the one too like the original
                 self.blend.forget(t)
-            self.checked[t] = (frame_index, float(vis[i]))
+            self.checked[t] = (frame_index, float(vis[i]), bool(faces.state[i] == DETECTED))
+            # no z passed: the face is filtered until a check finds one that does (fail closed)
+            if best[i][0][0]:
+                self.unsafe.add(t)
+            else:
+                self.unsafe.discard(t)
         return gen
 
-    def _check_due(self, track_id: int, frame_index: int, visible: float) -> bool:
-        """Whether the identity guard checks this track's face in this frame (`_guard`)."""
+    def _check_due(self, track_id: int, frame_index: int, visible: float, state: int) -> bool:
+        """Whether the identity guard checks this track's face in this frame (`_guard`): a new
+        track, GUARD_RECHECK frames after its last check, GUARD_RECHECK_EXIT more of it out of
+        the frame, or its first detection after checks at places only held or backfilled (where
+        the original may show no face: stress.py flash was checked on a blurred frame before its
+        face flashed in, and read 0.41 there)."""
         if track_id < 0:
             return False
         last = self.checked.get(track_id)
-        return last is None or frame_index - last[0] >= GUARD_RECHECK or last[1] - visible >= GUARD_RECHECK_EXIT
+        return (
+            last is None
+            or frame_index - last[0] >= GUARD_RECHECK
+            or last[1] - visible >= GUARD_RECHECK_EXIT
+            or (not last[2] and state == DETECTED)
+        )
 
     def _held(
         self, faces: FaceDetections, crops: align.Crops, frame_index: int, vis: np.ndarray
@@ -368,31 +414,26 @@ class GanCoverer:
         for i, t in enumerate(int(t) for t in faces.track_id):
             if t < 0 or frame_index - self.generated.get(t, -every) >= every or vis[i] < 1 - 1e-6:
                 continue
-            if self.sface is not None and self._check_due(t, frame_index, vis[i]):
+            if self.sface is not None and self._check_due(t, frame_index, vis[i], faces.state[i]):
                 continue
             face = self.blend.running(t, frame_index, crops.points[i], crops.images[i], crops.masks[i])
             if face is not None:
                 held[i] = face
         return held
 
-    def _own_alignment(
-        self, cand: np.ndarray, faces: FaceDetections, active: list[int]
-    ) -> tuple[dict[int, np.ndarray], dict[int, float]]:
-        """SFace embeddings of the generated faces as YuNet finds them in `cand` (aligned at their
-        own landmarks, the detection overlapping the original's box most, IoU >= 0.3), by face
-        index, where they differ from the original's alignment; and each face's score there (0
-        where YuNet finds none). A viewer sees the generated face as drawn, not at the original's
-        landmarks: on people.mp4 one read 0.19 at the original's landmarks and 0.41 at its own.
-        The search runs at the scale the pipeline's detector sees the frame (`DetectConfig.max_size`),
-        as `vidanon bench` does: YuNet finds a face at full size that it misses shrunk."""
+    def _find(self, img: np.ndarray, faces: FaceDetections, active: list[int]) -> dict[int, FaceDetections]:
+        """The face YuNet finds in `img` at each of `faces` (by index; the detection overlapping
+        the face's box most, IoU >= 0.3; left out where none), searched in a window around the box
+        at the scale the pipeline's detector sees the frame (`DetectConfig.max_size`), as
+        `vidanon bench` does: YuNet finds a face at full size that it misses shrunk."""
         from vidanon.detect.yunet import YuNetDetector
         from vidanon.metrics.tracks import iou_matrix
 
         if self.guard_detector is None:
             self.guard_detector = YuNetDetector(DetectConfig())
-        h, w = cand.shape[:2]
+        h, w = img.shape[:2]
         scale = min(1.0, self.guard_detector.cfg.max_size / max(h, w))
-        out, scores = {}, dict.fromkeys(active, 0.0)
+        out = {}
         for i in active:
             x0, y0, x1, y1 = faces.xyxy[i].astype(np.float64)
             bw, bh = x1 - x0, y1 - y0
@@ -400,7 +441,7 @@ class GanCoverer:
             wx1, wy1 = int(min(w, x1 + bw)), int(min(h, y1 + bh))
             if (wx1 - wx0) * scale < 16 or (wy1 - wy0) * scale < 16:
                 continue
-            window = np.ascontiguousarray(cand[wy0:wy1, wx0:wx1])
+            window = np.ascontiguousarray(img[wy0:wy1, wx0:wx1])
             if scale < 1.0:
                 size = (max(1, round((wx1 - wx0) * scale)), max(1, round((wy1 - wy0) * scale)))
                 window = cv2.resize(window, size, interpolation=cv2.INTER_AREA)
@@ -416,16 +457,19 @@ class GanCoverer:
             )
             iou = iou_matrix(faces.xyxy[i : i + 1], found.xyxy)[0]
             k = int(np.argmax(iou))
-            if iou[k] < 0.3:
-                continue
-            scores[i] = float(found.score[k])
-            # where YuNet puts the generated face's landmarks about where the original's are,
-            # SFace would see the same aligned crop: skip the embedding (16 ms on 2 cores)
+            if iou[k] >= 0.3:
+                out[i] = found[k : k + 1]
+        return out
+
+    def _apart(self, found: dict[int, FaceDetections], faces: FaceDetections) -> dict[int, FaceDetections]:
+        """The detections of `found` whose landmarks are not about where `faces`' are (SFace
+        would see the same aligned crop: its embedding, 16 ms on 2 cores, is not taken twice)."""
+        out = {}
+        for i, det in found.items():
             size = float(faces.xyxy[i, 3] - faces.xyxy[i, 1])
-            if np.abs(found.landmarks[k] - faces.landmarks[i]).max() <= OWN_ALIGN_SAME * size:
-                continue
-            out[i] = self.sface.embed(cand, found[k : k + 1])[0]
-        return out, scores
+            if np.abs(det.landmarks[0] - faces.landmarks[i]).max() > OWN_ALIGN_SAME * size:
+                out[i] = det
+        return out
 
     def _paste_host(
         self, out: np.ndarray, gen: np.ndarray, crops: align.Crops, xyxy: np.ndarray
@@ -485,6 +529,15 @@ class GanCoverer:
         h, w = frame.shape[:2]
         sides = (faces.xyxy[:, 2:] - faces.xyxy[:, :2]).min(axis=1)
         generated = (sides >= self.cfg.min_gan_size) & eyes_in_frame(faces, w, h) & self._sure(faces)
+        if self.unsafe:  # filtered until the guard's next check of the track (`_guard`)
+            vis_all = _visible(faces.xyxy.astype(np.float64), self.cfg.mask_scale, w, h)
+            generated &= np.array(
+                [
+                    int(t) not in self.unsafe or self._check_due(int(t), frame_index, v, st)
+                    for t, v, st in zip(faces.track_id, vis_all, faces.state)
+                ],
+                bool,
+            )
         p = Prepared(frame, faces, np.flatnonzero(generated), np.flatnonzero(~generated))
         if len(p.big):
             secs, t0 = self.seconds, time.perf_counter()
@@ -512,9 +565,14 @@ class GanCoverer:
             t2 = time.perf_counter()
             if self.sface is not None:
                 gen = self._guard(frame, gfaces, crops, gen, frame_index, p.big, vis)
+                bad = np.array([int(t) in self.unsafe for t in gfaces.track_id], bool)
+                if bad.any():
+                    p.small = np.sort(np.concatenate([p.small, p.big[bad]]))
+                    p.big, gen, crops, gfaces = p.big[~bad], gen[~bad], crops.take(np.flatnonzero(~bad)), gfaces[~bad]
             t3 = time.perf_counter()
-            p.gen = self.blend(gen, crops.masks, gfaces.track_id, frame_index, crops.points)
-            p.crops = crops
+            if len(p.big):
+                p.gen = self.blend(gen, crops.masks, gfaces.track_id, frame_index, crops.points)
+                p.crops = crops
             secs["crops"] += t1 - t0
             secs["generate"] += t2 - t1
             secs["guard"] += t3 - t2
