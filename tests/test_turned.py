@@ -75,6 +75,8 @@ def test_faces_lying_on_their_side_are_found_where_they_are(detector, k):
 
 
 def test_a_face_found_upright_and_turned_is_one_face_and_an_ear_is_none():
+    from vidanon.detect.turn import _kept
+
     def rows(*boxes_scores):
         return FaceDetections(
             np.array([b for b, _ in boxes_scores], np.float32), np.array([s for _, s in boxes_scores], np.float32)
@@ -93,6 +95,13 @@ def test_a_face_found_upright_and_turned_is_one_face_and_an_ear_is_none():
     assert kept.score.tolist() == pytest.approx([0.6, 0.93])
     # a bigger face over a small one is kept (fail closed)
     assert len(merged(rows(face, ([0, 0, 400, 400], 0.7)))) == 2
+    # a face the upright pass is sure of keeps its row unless a turned one scores TURN_BIAS more:
+    # the half turn found an upright, tilted face of people.mp4 upside down at 0.892 against 0.882;
+    # upside-down faces of the photos scored 0.047 or more above the upright pass's rows for them
+    upright = np.array([True, False])
+    for up, turned, kept_row in ((0.882, 0.892, 0), (0.877, 0.924, 1), (0.45, 0.47, 1)):
+        found = rows(([100, 100, 200, 220], up), ([102, 98, 198, 222], turned))
+        assert _kept(found, 0.3, upright).tolist() == [kept_row], (up, turned)
     assert len(merged(rows(face))) == 1 and len(merged(FaceDetections.empty())) == 0
 
 
