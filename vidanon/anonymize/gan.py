@@ -308,9 +308,9 @@ class GanCoverer:
         e_orig = dict(zip(todo, self.sface.embed(frame, faces[np.array(todo)])))
         # the original as YuNet places it in this frame (`vidanon bench`'s alignment), where the
         # tracker's smoothed landmarks lie elsewhere: on a 36 px face 3-5 px off, where SFace
-        # read 0.19-0.20 for a face it read 0.36-0.43 at the detection's landmarks
+        # read 0.19-0.20 for a face it read 0.36-0.46 at the detection's landmarks
         raw = self._apart(self._find(frame, faces, todo), faces)
-        e_raw = {i: self.sface.embed(frame, det)[0] for i, det in raw.items()}
+        e_raw = self._embed(frame, raw)
         gen = gen.copy()
         # realism is judged at a track's first check at a detected face, where its fake identity
         # is chosen, if YuNet is sure of the original there (GUARD_REAL_ORIGINAL)
@@ -338,10 +338,8 @@ class GanCoverer:
                     _blend(cand, part)
             emb = self.sface.embed(cand, faces[np.array(active)])
             gen_found = self._find(cand, faces, active)
-            own = {i: self.sface.embed(cand, det)[0] for i, det in self._apart(gen_found, faces).items()}
-            at_raw = [i for i in active if i in raw]
-            if at_raw:
-                emb_raw = dict(zip(at_raw, self.sface.embed(cand, FaceDetections.concat([raw[i] for i in at_raw]))))
+            own = self._embed(cand, self._apart(gen_found, faces))
+            emb_raw = self._embed(cand, {i: raw[i] for i in active if i in raw})
             alike = []
             for i, e in zip(active, emb):
                 # fail closed, as `vidanon bench` counts a leak: the highest cosine of the original
@@ -460,6 +458,12 @@ class GanCoverer:
             if iou[k] >= 0.3:
                 out[i] = found[k : k + 1]
         return out
+
+    def _embed(self, img: np.ndarray, at: dict[int, FaceDetections]) -> dict[int, np.ndarray]:
+        """SFace embeddings of `img` aligned at each detection of `at`, by the same keys (one call)."""
+        if not at:
+            return {}
+        return dict(zip(at, self.sface.embed(img, FaceDetections.concat(list(at.values())))))
 
     def _apart(self, found: dict[int, FaceDetections], faces: FaceDetections) -> dict[int, FaceDetections]:
         """The detections of `found` whose landmarks are not about where `faces`' are (SFace
