@@ -169,15 +169,16 @@ class FrameAnonymizer:
         return d
 
     def detect(
-        self, rgb: np.ndarray, index: int, force: bool = False, every_turn: bool = False
+        self, rgb: np.ndarray, index: int, force: bool = False, every_turn: bool = False, weak: bool = True
     ) -> tuple[FaceDetections, bool]:
         """Detections in one frame, and whether detection failed. Safe on any thread. A frame
         that `--detect-every` skips gets none, unless `force` (`must_detect`). A detected
-        frame is also searched turned (`_turns`; every turn when `force` or `every_turn`)."""
+        frame is also searched turned (`_turns`; every turn when `force` or `every_turn`).
+        `weak`: with the upright pass's faces under the threshold, for the tracker (`_searched`)."""
         if not force and index % self.cfg.detect.every:
             return FaceDetections.empty(), False  # skipped: the tracker predicts (and covers) every face
         turns = self._turns(index, force or every_turn or index == 0, rgb.shape[1], rgb.shape[0])
-        dets, hits, failed = self._searched(rgb, index, turns, weak=True)
+        dets, hits, failed = self._searched(rgb, index, turns, weak=weak)
         self._found_turned(index, hits)
         return dets, failed
 
@@ -224,8 +225,7 @@ class FrameAnonymizer:
         in such frames was left bare."""
         entry = buffer[-1]
         if entry.meta.index % self.cfg.detect.every:
-            dets, failed = self.detect(entry.rgb, entry.meta.index, force=True)
-            dets = dets[np.flatnonzero(dets.score >= self.cfg.detect.score_threshold)]  # no tracker here
+            dets, failed = self.detect(entry.rgb, entry.meta.index, force=True, weak=False)  # no tracker here
         else:
             dets, _, failed = self._searched(entry.rgb, entry.meta.index, self.cfg.detect.turns, upright=False)
         if failed:

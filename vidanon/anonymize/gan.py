@@ -533,12 +533,12 @@ class GanCoverer:
         h, w = frame.shape[:2]
         sides = (faces.xyxy[:, 2:] - faces.xyxy[:, :2]).min(axis=1)
         generated = (sides >= self.cfg.min_gan_size) & eyes_in_frame(faces, w, h) & self._sure(faces)
+        visible = _visible(faces.xyxy.astype(np.float64), self.cfg.mask_scale, w, h)
         if self.unsafe:  # filtered until the guard's next check of the track (`_guard`)
-            vis_all = _visible(faces.xyxy.astype(np.float64), self.cfg.mask_scale, w, h)
             generated &= np.array(
                 [
                     int(t) not in self.unsafe or self._check_due(int(t), frame_index, v, st)
-                    for t, v, st in zip(faces.track_id, vis_all, faces.state)
+                    for t, v, st in zip(faces.track_id, visible, faces.state)
                 ],
                 bool,
             )
@@ -551,7 +551,7 @@ class GanCoverer:
             z = latents_for_faces(
                 self.cfg.seed, gfaces.track_id, self.gcfg.z_dim, frame_index, per_frame, p.big, self.redraws
             )
-            vis = _visible(gfaces.xyxy.astype(np.float64), self.cfg.mask_scale, w, h)
+            vis = visible[p.big]
             held = self._held(gfaces, crops, frame_index, vis)
             t1 = time.perf_counter()
             if held:

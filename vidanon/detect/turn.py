@@ -64,10 +64,10 @@ the faces were found upright or turned (mean over the angles), 87.5% at this sco
 HEAD_REACH = 0.75  # a head's reach from its face box's centre, in face box sides (`merged`)
 TURN_BIAS = 0.03
 """Where the upright pass finds a face for sure (SURE) and a turned pass finds it too, the turned
-row wins only by this much more score: the half turn found an upright, tilted face in people.mp4 upside down, its eyes
-where its mouth is, at 0.886-0.892 against the upright 0.882 (SFace aligned at those landmarks
-read 0.41-0.44 for a generated face: junk); an upside-down face on the bundled photos scored
-0.047-0.6 more turned than upright."""
+row wins only by this much more score: the half turn found an upright, tilted face in people.mp4
+upside down, its eyes where its mouth is, at 0.886-0.892 against the upright 0.882 (SFace aligned
+at those landmarks read 0.41-0.44 for a generated face: junk); an upside-down face on the bundled
+photos scored 0.047-0.6 more turned than upright."""
 
 
 def merged(found: FaceDetections, iou: float = 0.3) -> FaceDetections:
