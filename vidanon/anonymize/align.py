@@ -76,20 +76,24 @@ def _scale_of(m: np.ndarray) -> float:
 def face_transform(xyxy: np.ndarray, landmarks: np.ndarray, resolution: int, crop_factor: float) -> np.ndarray:
     """Frame -> crop similarity for one face, (2, 3).
 
-    Landmarks that disagree with the box (a scale off by more than 1.6x, more
-    than 60 degrees of roll, or a centre outside the box) are replaced by the
-    template placed in the box: a predicted or backfilled face keeps a sane crop.
+    Any roll: a face lying on its side or upside down (found by a turned pass, its box
+    turned back into the frame) is aligned by its landmarks like an upright one. Landmarks
+    that disagree with the box (a scale off by more than 1.6x against the box's side along
+    the face's length, or a centre outside the box) are replaced by the template placed in
+    the box: a predicted or backfilled face keeps a sane crop. (Until 2026-11-27 a roll over
+    60 degrees also fell back to the template, so a face lying on its side got an upright
+    face painted across it.)
     """
     dst = template(resolution, crop_factor)
-    box_h = max(float(xyxy[3] - xyxy[1]), 1e-3)
-    want = (resolution / crop_factor) / box_h
     try:
         m = similarity(landmarks, dst)
         s = _scale_of(m)
-        angle = abs(np.degrees(np.arctan2(m[1, 0], m[0, 0])))
+        angle = np.arctan2(m[1, 0], m[0, 0])
+        along = 3 if abs(np.cos(angle)) >= abs(np.sin(angle)) else 2  # the box's side along the face
+        want = (resolution / crop_factor) / max(float(xyxy[along] - xyxy[along - 2]), 1e-3)
         c = landmarks.mean(0)
         inside = xyxy[0] <= c[0] <= xyxy[2] and xyxy[1] <= c[1] <= xyxy[3]
-        if 1 / 1.6 <= s / want <= 1.6 and angle <= 60 and inside:
+        if 1 / 1.6 <= s / want <= 1.6 and inside:
             return m
     except (ValueError, np.linalg.LinAlgError):
         pass
