@@ -22,7 +22,10 @@ filter smooths the detections. Either way, when the detected landmarks run away
 from the result (fast motion, a turn), it snaps to the detection; when only the
 detected box runs out of the result's, the One-Euro result snaps and the
 motion-carried one grows its box to hold the detection, keeping its landmarks:
-the covered region never lags behind the face.
+the covered region never lags behind the face. A detection that reads its
+track's face upside down (a turned pass's misreading) gives the track its box
+but not its landmarks, unless it is surer than the track's reading
+(FLIP_MARGIN).
 """
 
 from __future__ import annotations
@@ -51,6 +54,20 @@ previous frame; 2 also covers --detect-every 2 and a single missed frame)."""
 CUT_HOLD_FRAMES = 2
 """After a scene cut, tracks not seen again are held this many more frames at most."""
 
+FLIP_MARGIN = 0.03
+FLIP_DECAY = 0.02
+"""A detection that reads a track's face upside down (its line from eyes to mouth more than 90
+degrees from the track's) keeps the track's landmarks, moved to its box, unless it scores
+FLIP_MARGIN more than the track's reading: the score of the last detection that agreed with
+the track, less FLIP_DECAY for each detection since that read the face the other way. A face
+does not turn over between two detections; a turned pass does read one upside down: on a face
+lying on its side (`benchmarks/stress.py` lying, --detect-every 2) the 270-degree turn found at
+0.69, eyes where the mouth is, the face that the 90-degree turn had found at 0.92 two frames
+before; on a face spinning by 12 degrees a frame (stress spinning) the upright pass read one
+at 0.87-0.90 at 150 degrees from its true roll for three frames in a row, its track's own
+reading 0.93. The decay lets a track that began with such a reading turn to the right one
+(a few frames of readings 0.05 below it)."""
+
 
 class _TrackState:
     def __init__(self, cfg: TrackConfig) -> None:
@@ -64,6 +81,7 @@ class _TrackState:
         # (frame index, box, landmarks) where the face was last placed, by a detection or by
         # image motion while undetected: what image motion carries on (None: not followed)
         self.carry: tuple[int, np.ndarray, np.ndarray] | None = None
+        self.sure = 0.0  # score of the last detection whose landmarks the track took (FLIP_MARGIN)
 
 
 def _contains(outer: np.ndarray, inner: np.ndarray, slack: float) -> bool:
@@ -97,6 +115,7 @@ class FaceTracker:
         # is followed from a face's last detection, which with --detect-every 2 is 2 frames back
         self._grays: dict[int, np.ndarray] = {}
         self.motion_steps = 0  # detections placed by image motion (the rest by the One-Euro filter)
+        self.flips_kept = 0  # detections read upside down whose landmarks were not taken (FLIP_MARGIN)
         # the last update's undetected tracks placed by image motion: track id -> the carried box
         self.carried: dict[int, np.ndarray] = {}
 
@@ -173,8 +192,9 @@ class FaceTracker:
             st = self._states.setdefault(tid, _TrackState(self.cfg))
             st.missed = st.unseen = 0
             raw_box = dets.xyxy[i].astype(np.float64)
+            lms[i] = self._oriented(st, raw_box, dets.landmarks[i], float(dets.score[i]))
             if self.cfg.smoothing:
-                vec = np.concatenate([raw_box, dets.landmarks[i].reshape(-1)])
+                vec = np.concatenate([raw_box, lms[i].reshape(-1)])
                 size = float(max(raw_box[2] - raw_box[0], raw_box[3] - raw_box[1], 1.0))
                 moved = _follow(st, grays, gray, frame_index, MOTION_MAX_GAP)
                 carried = moved is not None
@@ -251,6 +271,20 @@ class FaceTracker:
             out = FaceDetections.concat([out, pred])
         return out
 
+    def _oriented(self, st: _TrackState, box: np.ndarray, lm: np.ndarray, score: float) -> np.ndarray:
+        """The landmarks a detection gives its track: its own, or where it reads the face upside
+        down against the track, less sure than the track's reading (FLIP_MARGIN), the track's
+        landmarks moved from where it was last placed to the detection's box."""
+        place = st.carry[1:] if st.carry is not None else (st.last_box, st.last_lm)
+        if place[1] is None or not _flipped(place[1], lm) or score > st.sure + FLIP_MARGIN:
+            st.sure = score
+            return lm
+        st.sure -= FLIP_DECAY
+        self.flips_kept += 1
+        old_box, old_lm = place
+        rel = (old_lm - old_box[:2]) / np.maximum(old_box[2:] - old_box[:2], 1.0)
+        return (box[:2] + rel * (box[2:] - box[:2])).astype(lm.dtype)
+
     def _continuing(self, dets: FaceDetections, weak: float) -> np.ndarray:
         """Indices of `dets` that score `weak` or more, or overlap a live track's place."""
         low = dets.score < weak
@@ -259,6 +293,13 @@ class FaceTracker:
             return np.flatnonzero(~low)
         near = iou_matrix(dets.xyxy, np.array(places, np.float32)).max(axis=1) >= WEAK_IOU
         return np.flatnonzero(~low | near)
+
+
+def _flipped(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two faces' (5, 2) landmarks run from eyes to mouth more than 90 degrees apart."""
+    down_a = (a[3] + a[4]) / 2 - (a[0] + a[1]) / 2
+    down_b = (b[3] + b[4]) / 2 - (b[0] + b[1]) / 2
+    return float(np.dot(down_a, down_b)) < 0
 
 
 def _follow(
