@@ -1162,3 +1162,56 @@ def test_identity_guard_finds_each_face_where_yunet_places_it(tiny_ckpt, photo_f
     assert sorted(found) == every
     for i, det in found.items():
         assert np.abs(det.landmarks[0] - 3 * faces.landmarks[i]).max() < 0.1 * 3 * size[i, 0, 0]
+
+
+def test_a_face_inside_a_larger_region_keeps_its_own_cover(tiny_ckpt, photo_faces, monkeypatch):
+    """The pipeline covers larger regions first and smaller ones on top (`paint_order`), held
+    or detected alike: a false face the size of an arm whose region holds a real face's, listed
+    after it (held faces come in track order), must not paint over that face. On stress.py's
+    occluded scene such a region's generated face, on top, showed a blurred copy of the face
+    it held, which SFace read as the person (0.48). The generator is replaced by one flat
+    colour per face so that every pasted pixel says whose it is."""
+    from vidanon.anonymize.gan import GanCoverer
+    from vidanon.config import PipelineConfig
+    from vidanon.pipeline import FrameAnonymizer, paint_order
+
+    img, faces = photo_faces
+    f = faces[0]
+    c = (f.xyxy[0, :2] + f.xyxy[0, 2:]) / 2
+    big = np.concatenate([c - 1.6 * (c - f.xyxy[0, :2]) + [0, 40], c + 1.6 * (f.xyxy[0, 2:] - c) + [0, 40]])
+    lm_big = c + 1.6 * (f.landmarks[0] - c) + [0, 40]
+    xyxy = np.stack([f.xyxy[0], big]).astype(np.float32)
+    lms = np.stack([f.landmarks[0], lm_big]).astype(np.float32)
+    held = FaceDetections(xyxy, np.zeros(2, np.float32), lms, np.array([1, 2]), np.ones(2, np.int8))
+    assert paint_order(held).tolist() == [1, 0]
+    detected_big = FaceDetections(xyxy, np.ones(2, np.float32), lms, np.array([1, 2]), np.array([1, 0], np.int8))
+    assert paint_order(detected_big).tolist() == [1, 0]  # the size decides before the state
+    same = FaceDetections(np.stack([xyxy[1], xyxy[1]]), np.ones(2, np.float32), np.stack([lms[1]] * 2))
+    same.state[:] = [0, 1]
+    assert paint_order(same).tolist() == [1, 0]  # then held before detected
+
+    cov = GanCoverer(CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), temporal_blend=1.0, identity_guard=False))
+    colours = np.array([[255, 0, 0], [0, 0, 255]], np.uint8)
+    monkeypatch.setattr(
+        cov,
+        "generate",
+        lambda crops, z: colours[[int(t) - 1 for t in crops_ids]][:, None, None].repeat(64, 1).repeat(64, 2),
+    )
+    crops_ids: list[int] = []
+    real_prepare = cov.prepare
+
+    def prepare(frame, fs, index):
+        crops_ids[:] = [int(t) for t in fs.track_id]
+        return real_prepare(frame, fs, index)
+
+    monkeypatch.setattr(cov, "prepare", prepare)
+    fa = FrameAnonymizer(PipelineConfig(cover=CoverConfig(mode="gan")), coverer=cov)
+    out, fallback = fa.cover(img, held, 0, False)
+    h, w = img.shape[:2]
+    m = align.face_transform(xyxy[0].astype(np.float64), lms[0].astype(np.float64), 64, 1.75)
+    rect = align.paste_rect(m, xyxy[0], cov.cfg.mask_scale, 64, w, h)
+    x0, y0, x1, y1 = rect
+    hard = align.paste_geometry(m, xyxy[0].astype(np.float64), cov.cfg.mask_scale, 64, rect)
+    assert hard.sum() > 500
+    assert (out[y0:y1, x0:x1][hard] == colours[0]).all()  # the face's own cover, whole
+    assert (out == colours[1]).all(axis=2).sum() > hard.sum()  # the large region painted around it

@@ -390,8 +390,7 @@ class FrameAnonymizer:
             return CoverJob(index, done=(cover_whole_frame(rgb, mode), True))
         if not len(faces):
             return CoverJob(index, done=(rgb, False))
-        # held and back-filled regions first, detected faces last, on top
-        faces = faces[np.argsort(-faces.state, kind="stable")]
+        faces = faces[paint_order(faces)]
         try:
             prepare = getattr(self.coverer, "prepare", None)
             if prepare is not None:
@@ -400,6 +399,17 @@ class FrameAnonymizer:
         except Exception as exc:  # noqa: BLE001
             log.debug("cover failed on frame %d: %s", index, exc)
             return CoverJob(index, done=(self._fallback(rgb, faces), True))
+
+
+def paint_order(faces: FaceDetections) -> np.ndarray:
+    """The order faces are covered in, each over the ones before: the largest region first and
+    the smallest on top, then held and back-filled regions before detected faces. Where one
+    face's region holds another, the inner face keeps its own cover: on `benchmarks/stress.py`
+    occluded, a turned pass took an arm for a face (0.77) and its generated face, 200 px and
+    lying, painted over the face of the woman beside it in the frames where both were held
+    (held faces went in track order), a blurred copy of her face that SFace read as her (0.48)."""
+    area = np.prod(np.maximum(faces.xyxy[:, 2:] - faces.xyxy[:, :2], 0), axis=1)
+    return np.lexsort((-faces.state.astype(np.int64), -area.round(1)))
 
 
 @dataclass
