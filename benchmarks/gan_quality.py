@@ -7,7 +7,12 @@ Two face sets:
       uses, upsampled 4x (256x256 frames) so that YuNet and SFace see them at a
       usable size;
   photos: every face YuNet finds in the real multi-person photos
-      (samples/photos/*.jpg, else /tmp/npmx/package/demo/sample*.jpg).
+      (samples/photos/*.jpg, else /tmp/npmx/package/demo/sample*.jpg);
+  lying: the same photos turned on their side (a quarter turn, alternately each way),
+      their faces found as `vidanon bench` finds them (upright and at every turn; in the
+      originals only at the turns' sure score): faces lying on their side get their
+      generated face through the same path (until 2026-11-27 an upright one, across the
+      head).
 
 Figures (SFace cosine, OpenCV's same-identity threshold 0.363; every face is
 embedded with the ORIGINAL face's landmarks in both images):
@@ -51,7 +56,8 @@ sys.path.insert(0, str(ROOT))
 
 from vidanon.anonymize import align  # noqa: E402
 from vidanon.anonymize.gan import GanCoverer  # noqa: E402
-from vidanon.config import CoverConfig, DetectConfig  # noqa: E402
+from vidanon.config import TURNS, CoverConfig, DetectConfig  # noqa: E402
+from vidanon.detect.turn import SURE, with_turns  # noqa: E402
 from vidanon.detect.yunet import YuNetDetector  # noqa: E402
 from vidanon.metrics.sface import SAME_IDENTITY_THRESHOLD, SFace  # noqa: E402
 from vidanon.metrics.tracks import iou_matrix  # noqa: E402
@@ -158,9 +164,29 @@ def crop_rows(
     return rows
 
 
+class Turned:
+    """A detector searching upright and at every turn (`with_turns`), keeping turned faces
+    that score `least` or more."""
+
+    def __init__(self, det: YuNetDetector, least: float = 0.0) -> None:
+        self.det, self.least = det, least
+
+    def detect(self, rgb: np.ndarray) -> FaceDetections:
+        return with_turns(self.det, rgb, TURNS, least=self.least)[0]
+
+
 def evaluate(
-    cov: GanCoverer, frames: list[np.ndarray], det: YuNetDetector, sface: SFace, seed: int, n_z: int = 4
+    cov: GanCoverer,
+    frames: list[np.ndarray],
+    det: YuNetDetector,
+    sface: SFace,
+    seed: int,
+    n_z: int = 4,
+    det_after=None,
 ) -> tuple[dict, list]:
+    """Figures and contact-sheet rows of one face set; `det` finds the original faces,
+    `det_after` (default: `det`) the replaced ones."""
+    det_after = det_after or det
     g = cov.gcfg
     priv, div, stab, pose, found, total, redrawn = [], [], [], [], 0, 0, 0
     tone, seam, seam_orig = [], [], []
@@ -197,7 +223,7 @@ def evaluate(
             if steps is not None:
                 seam.append(steps[0])
                 seam_orig.append(steps[1])
-        after = det.detect(base)
+        after = det_after.detect(base)
         total += len(d)
         if len(after):
             match = iou(d.xyxy, after.xyxy)
@@ -269,9 +295,12 @@ def main() -> int:
         "held-out": held_out_frames(args.faces),
         "photos": [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in photo_paths()],
     }
+    sets["lying"] = [np.ascontiguousarray(np.rot90(f, 1 if k % 2 == 0 else 3)) for k, f in enumerate(sets["photos"])]
+    finders = {"lying": (Turned(det, SURE), Turned(det))}
     report, sheet_rows = {}, []
     for name, frames in sets.items():
-        figures, rows = evaluate(cov, frames, det, sface, args.seed, max(2, args.z_count))
+        found, found_after = finders.get(name, (det, det))
+        figures, rows = evaluate(cov, frames, found, sface, args.seed, max(2, args.z_count), found_after)
         report[name] = figures
         sheet_rows += rows
     print(f"checkpoint: {args.checkpoint or 'bundled'}  resolution {cov.gcfg.resolution}")
