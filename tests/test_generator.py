@@ -1215,3 +1215,56 @@ def test_a_face_inside_a_larger_region_keeps_its_own_cover(tiny_ckpt, photo_face
     assert hard.sum() > 500
     assert (out[y0:y1, x0:x1][hard] == colours[0]).all()  # the face's own cover, whole
     assert (out == colours[1]).all(axis=2).sum() > hard.sum()  # the large region painted around it
+
+
+def test_a_donor_in_context_shows_the_crops_surroundings_never_its_face(photo_faces):
+    """`align.in_context`: the donor's face inside its grown face region, and around it a smooth
+    fill of the crop's own context into the region the generator replaces, where the donor's hair
+    and background were: whatever the face under the mask shows, the result is the same."""
+    img, faces = photo_faces
+    crops = align.make_crops(img, faces.xyxy[:1], faces.landmarks[:1], 64, 1.75, 1.3)
+    crop, mask, points = crops.images[0], crops.masks[0], crops.points[0]
+    donor = np.zeros_like(crop)
+    donor[..., 1] = 255  # a green donor: every green pixel of the result is the donor's
+    out = align.in_context(donor, points, crop, mask, 1.5)
+    other = crop.copy()
+    other[mask > 0] = np.random.default_rng(0).integers(0, 255, ((mask > 0).sum(), 3), dtype=np.uint8)
+    assert np.array_equal(align.in_context(donor, points, other, mask, 1.5), out)  # the face is never used
+    alpha = align.face_alpha(points, 64, 1.5)
+    assert np.abs(out[alpha > 0.99].astype(int) - [0, 255, 0]).max() <= 3
+    far = alpha < 0.01
+    assert far.sum() > 500
+    fill = align.fill_padding(crop, 1.0 - mask)
+    assert np.abs(out[far].astype(int) - fill[far]).max() <= 3  # the donor's 1% at most
+    ctx = far & (mask == 0)
+    assert np.abs(out[ctx].astype(int) - crop[ctx]).max() <= 3  # context outside the mask as it is
+    small = align.face_region(points, 64, 1.0).sum()
+    assert align.face_region(points, 64, 1.5).sum() > 2 * small
+
+
+@needs_teacher
+def test_the_coverer_gives_donors_in_their_crops_context(tmp_path, monkeypatch, photo_faces):
+    """With `donor_context` the network gets each donor in its crop's context
+    (`align.in_context`); with 0 (the default) as drawn."""
+    img, faces = photo_faces
+    path = tmp_path / "donor.pt"
+    net = _net(DONOR)
+    save_checkpoint(path, net.cfg, net.state_dict())
+    given = {}
+    for grow in (0.0, 1.5):
+        cov = _coverer(path, seed=3, identity_guard=False, donor_context=grow)
+        real = cov.net.forward
+
+        def spy(image, mask, heat, z, donor=None, real=real, grow=grow):
+            given[grow] = donor.float().cpu().numpy()
+            return real(image, mask, heat, z, donor)
+
+        monkeypatch.setattr(cov.net, "forward", spy)
+        cov.cover(img, faces, 0)
+    assert CoverConfig().donor_context == 0.0
+    drawn, ctx = given[0.0], given[1.5]
+    assert drawn.shape == ctx.shape and not np.allclose(drawn, ctx)
+    # the donor's face itself is kept: the middle of each crop is the same
+    assert np.abs(drawn[..., 24:40, 24:40] - ctx[..., 24:40, 24:40]).mean() < 0.05
+    with pytest.raises(ValueError, match="donor_context"):
+        CoverConfig(donor_context=0.5)

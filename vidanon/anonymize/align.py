@@ -156,8 +156,9 @@ FACE_HALF_WIDTH = 1.05
 FACE_HALF_HEIGHT = 1.25
 
 
-def face_region(points: np.ndarray, resolution: int) -> np.ndarray:
-    """float32 (res, res): 1 on the face's skin by its 5 landmarks in crop pixels, else 0."""
+def face_region(points: np.ndarray, resolution: int, grow: float = 1.0) -> np.ndarray:
+    """float32 (res, res): 1 on the face's skin by its 5 landmarks in crop pixels, else 0;
+    with `grow`, that ellipse scaled about its centre."""
     p = np.asarray(points, np.float64)
     eyes, mouth = (p[0] + p[1]) / 2, (p[3] + p[4]) / 2
     down = mouth - eyes
@@ -169,12 +170,24 @@ def face_region(points: np.ndarray, resolution: int) -> np.ndarray:
     dx, dy = r[None, :] - c[0], r[:, None] - c[1]
     along = dx * down[0] + dy * down[1]
     across = dx * down[1] - dy * down[0]
-    return ((across / (FACE_HALF_WIDTH * w)) ** 2 + (along / (FACE_HALF_HEIGHT * d)) ** 2 <= 1.0).astype(np.float32)
+    half_w, half_h = grow * FACE_HALF_WIDTH * w, grow * FACE_HALF_HEIGHT * d
+    return ((across / half_w) ** 2 + (along / half_h) ** 2 <= 1.0).astype(np.float32)
 
 
-def face_alpha(points: np.ndarray, resolution: int) -> np.ndarray:
+def face_alpha(points: np.ndarray, resolution: int, grow: float = 1.0) -> np.ndarray:
     """`face_region`, feathered by a Gaussian of resolution / 40 (a training swap's feather)."""
-    return cv2.GaussianBlur(face_region(points, resolution), (0, 0), sigmaX=resolution / 40)
+    return cv2.GaussianBlur(face_region(points, resolution, grow), (0, 0), sigmaX=resolution / 40)
+
+
+def in_context(donor: np.ndarray, points: np.ndarray, crop: np.ndarray, mask: np.ndarray, grow: float) -> np.ndarray:
+    """A donor crop (r, r, 3) uint8 whose surroundings, outside its face region grown by
+    `grow` about its landmarks (`face_alpha`), are a smooth fill of the crop's own context
+    into the region the generator replaces (`fill_padding` of the crop with `mask` (r, r),
+    1 where replaced, as padding): only pixels the generator sees anyway, never the face
+    it replaces. A new array."""
+    fill = fill_padding(crop, 1.0 - mask).astype(np.float32)
+    alpha = face_alpha(points, donor.shape[0], grow)[..., None]
+    return np.clip(donor * alpha + fill * (1 - alpha), 0, 255).round().astype(np.uint8)
 
 
 def face_only(crop: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -111,6 +111,12 @@ class DonorFaces:
             return np.stack([crop for crop, _ in found])
         return np.stack([morph.landmark_warp(crop, own, p) for (crop, own), p in zip(found, points)])
 
+    def points(self, z: torch.Tensor) -> np.ndarray:
+        """(n, 5, 2) landmarks of the donor crops for latents z, in crop pixels (as drawn,
+        before any warp)."""
+        found = self._lookup(z)
+        return np.stack([own for _, own in found]) if found else np.zeros((0, 5, 2), np.float32)
+
     def _lookup(self, z: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
         """(crop, landmarks) per row of z, made or from the cache."""
         z = z.detach().float().cpu()

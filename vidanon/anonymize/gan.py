@@ -210,7 +210,17 @@ class GanCoverer:
         donor = None
         if self.donors is not None:
             points = crops.points if self.gcfg.donor_warp else None
-            donor = from_uint8(self.donors.crops(z, points), dev).contiguous(memory_format=torch.channels_last)
+            drawn = self.donors.crops(z, points)
+            grow = self.cfg.donor_context
+            if grow > 0 and not self.gcfg.donor_face_only:
+                own = points if points is not None else self.donors.points(z)
+                drawn = np.stack(
+                    [
+                        align.in_context(drawn[i], own[i], crops.images[i], crops.masks[i], grow)
+                        for i in range(len(drawn))
+                    ]
+                )
+            donor = from_uint8(drawn, dev).contiguous(memory_format=torch.channels_last)
         z = z.to(dev)
         if dev.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
