@@ -1244,27 +1244,36 @@ def test_a_donor_in_context_shows_the_crops_surroundings_never_its_face(photo_fa
 
 @needs_teacher
 def test_the_coverer_gives_donors_in_their_crops_context(tmp_path, monkeypatch, photo_faces):
-    """With `donor_context` the network gets each donor in its crop's context
-    (`align.in_context`); with 0 (the default) as drawn."""
+    """A checkpoint trained with `donor_context` gets its donors in their crop's context
+    (`align.in_context`) at inference; one without, as drawn; `CoverConfig.donor_context`
+    overrides the checkpoint either way."""
     img, faces = photo_faces
-    path = tmp_path / "donor.pt"
-    net = _net(DONOR)
-    save_checkpoint(path, net.cfg, net.state_dict())
     given = {}
-    for grow in (0.0, 1.5):
-        cov = _coverer(path, seed=3, identity_guard=False, donor_context=grow)
+    for name, ckpt_grow, cover_grow in (
+        ("drawn", 0.0, None),
+        ("trained", 1.5, None),
+        ("off", 1.5, 0.0),
+        ("on", 0.0, 1.5),
+    ):
+        path = tmp_path / f"{name}.pt"
+        net = _net(replace(DONOR, donor_context=ckpt_grow))
+        save_checkpoint(path, net.cfg, net.state_dict())
+        cov = _coverer(path, seed=3, identity_guard=False, donor_context=cover_grow)
         real = cov.net.forward
 
-        def spy(image, mask, heat, z, donor=None, real=real, grow=grow):
-            given[grow] = donor.float().cpu().numpy()
+        def spy(image, mask, heat, z, donor=None, real=real, name=name):
+            given[name] = donor.float().cpu().numpy()
             return real(image, mask, heat, z, donor)
 
         monkeypatch.setattr(cov.net, "forward", spy)
         cov.cover(img, faces, 0)
-    assert CoverConfig().donor_context == 0.0
-    drawn, ctx = given[0.0], given[1.5]
+    assert CoverConfig().donor_context is None
+    assert np.array_equal(given["drawn"], given["off"]) and np.array_equal(given["trained"], given["on"])
+    drawn, ctx = given["drawn"], given["trained"]
     assert drawn.shape == ctx.shape and not np.allclose(drawn, ctx)
     # the donor's face itself is kept: the middle of each crop is the same
     assert np.abs(drawn[..., 24:40, 24:40] - ctx[..., 24:40, 24:40]).mean() < 0.05
     with pytest.raises(ValueError, match="donor_context"):
         CoverConfig(donor_context=0.5)
+    with pytest.raises(ValueError, match="donor_context"):
+        replace(DONOR, donor_face_only=True, donor_context=1.5)

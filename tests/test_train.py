@@ -205,6 +205,37 @@ def test_relit_crops_show_the_context_light_and_keep_their_donor():
 
 
 @needs_teacher
+@pytest.mark.parametrize("warp", [False, True])
+def test_donors_in_context_show_their_crops_surroundings(warp):
+    """`donor_context`: every donor of a batch, swapped in or a crop's own, is shown within its
+    face region grown by the factor, around it a smooth fill of the crop's context as the
+    generator sees it (`align.in_context`), whatever the face under the mask; the crops,
+    targets and z are those of the batch without it."""
+    from vidanon.anonymize import align
+    from vidanon.train.data import TeacherFaces, make_batch
+
+    faces = TeacherFaces(seed=3).sample(6)
+    kw = {"swap_prob": 0.5, "donor_warp": warp, "relight_prob": 0.5}
+    plain = make_batch(faces, 64, 1.75, np.random.default_rng(0), **kw)
+    ctx = make_batch(faces, 64, 1.75, np.random.default_rng(0), donor_context=1.5, **kw)
+    assert torch.equal(plain.image, ctx.image) and torch.equal(plain.z, ctx.z) and torch.equal(plain.mask, ctx.mask)
+    image = ((plain.image.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)
+    drawn = ((plain.donor.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)
+    shown = ((ctx.donor.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)
+    masks = plain.mask[:, 0].numpy()
+    changed = []
+    for i in range(6):
+        fill = align.fill_padding(image[i], 1.0 - masks[i])
+        changed.append((np.abs(shown[i].astype(int) - drawn[i]).max(axis=2) > 3).mean())
+        # every pixel a blend of the donor as drawn and the fill of the crop's own context
+        lo, hi = np.minimum(drawn[i], fill).astype(int), np.maximum(drawn[i], fill).astype(int)
+        assert ((shown[i] >= lo - 2) & (shown[i] <= hi + 2)).all()
+        # the middle of the donor, its face, is the donor's
+        assert np.abs(shown[i, 26:38, 26:38].astype(int) - drawn[i, 26:38, 26:38]).mean() < 2
+    assert max(changed) > 0.15  # a swapped-in donor's hair and background went (its own crop's, hardly)
+
+
+@needs_teacher
 def test_natural_reals_reach_the_discriminator(tmp_path):
     """With d_reals="natural" the discriminator's reals are the unswapped crops (no swap seams,
     a face that belongs to its context), and its fakes are masked by the same valid map."""
@@ -519,6 +550,10 @@ def test_resume_switches_the_donor_warp(tmp_path):
     got = run(f, "--steps", "6", "--resume", str(e), "--donor-face-only")
     assert got.fill_padding and got.donor_face_only and not got.donor_warp
     assert run(tmp_path / "h.pt", "--steps", "7", "--resume", str(f)).donor_face_only
+    # donors in context likewise (they need donors that are not face-only)
+    ctx = run(tmp_path / "k.pt", "--steps", "8", "--resume", str(d), "--donor-context", "1.5")
+    assert ctx.donor_context == 1.5 and read_checkpoint(tmp_path / "k.pt")["train"]["step"] == 8
+    assert run(tmp_path / "m.pt", "--steps", "9", "--resume", str(tmp_path / "k.pt")).donor_context == 1.5
     # the warp needs a donor generator
     res = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "g.pt"), "--steps", "1", "--donor-warp"])
     assert res.exit_code != 0 and "donor" in res.output

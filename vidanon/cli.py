@@ -212,12 +212,13 @@ def anonymize(
         "surroundings change, or the identity guard checks it), its running face pasted between (1-8). "
         "4 (the default) is ~12% faster on 2 cores than 1; a face the frame edge cuts is generated every frame.",
     ),
-    donor_context: float = typer.Option(
-        0.0,
+    donor_context: float | None = typer.Option(
+        None,
         "--donor-context",
         help="gan mode, experimental: show the generator the donor face within its face region grown by this "
-        "factor (1-4), the crop's own surroundings around it instead of the donor's hair and background "
-        "(0, the default: the donor as drawn). At 1.5 the stress scenes showed leaks; see the weights README.",
+        "factor (1-4), the crop's own surroundings around it instead of the donor's hair and background; 0: "
+        "the donor as drawn. Default: the checkpoint's (the bundled one: 0; with it at 1.5 the stress scenes "
+        "showed leaks, see the weights README).",
     ),
     identity_guard: bool = typer.Option(
         True,

@@ -255,13 +255,14 @@ class CoverConfig:
             landmarks (1-4), and around that a smooth fill of the crop's own context
             instead of the donor's hair and background, which the generator copies
             into the ring around the face (crescents, a bright hood around a dark
-            face; `anonymize.align.in_context`). Default 0: the donor as drawn. At
-            1.5 with the bundled checkpoint (trained on donors as drawn) every
+            face; `anonymize.align.in_context`). 0: the donor as drawn. Default
+            None: the checkpoint's (`GeneratorConfig.donor_context`; 0 in the
+            bundled one, trained on donors as drawn). At 1.5 with it every
             gan_quality goal was met and leaks.py found no leak frame at six seeds
             (1 with 0), but stress.py found 26 leak frames in 9 of its 48 gan runs
             (0 with 0): generated faces that SFace, aligned at their own landmarks,
-            took for the person (mirror, occluded, many). For training with such
-            donors, not for use as it is.
+            took for the person (mirror, occluded, many): train with such donors
+            (`vidanon train --donor-context`) rather than switch them on here.
         device_paste: gan mode: resample and blend the generated faces into
             the frame on the generator's device (`anonymize.devpaste`) instead
             of with OpenCV on the host; None: on for a CUDA device. The same
@@ -283,7 +284,7 @@ class CoverConfig:
     identity_guard: bool = True
     face_workers: int = 0
     device_paste: bool | None = None
-    donor_context: float = 0.0
+    donor_context: float | None = None
 
     def __post_init__(self) -> None:
         _check(self.mode in COVER_MODES, f"mode must be one of {', '.join(COVER_MODES)}, got {self.mode!r}")
@@ -304,7 +305,7 @@ class CoverConfig:
         )
         _check(0 <= self.face_workers <= 32, f"face_workers must be in [0, 32], got {self.face_workers}")
         _check(
-            self.donor_context == 0 or 1.0 <= self.donor_context <= 4.0,
+            self.donor_context is None or self.donor_context == 0 or 1.0 <= self.donor_context <= 4.0,
             f"donor_context must be 0 or in [1, 4], got {self.donor_context}",
         )
         _check(

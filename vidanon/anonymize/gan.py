@@ -211,7 +211,7 @@ class GanCoverer:
         if self.donors is not None:
             points = crops.points if self.gcfg.donor_warp else None
             drawn = self.donors.crops(z, points)
-            grow = self.cfg.donor_context
+            grow = self.gcfg.donor_context if self.cfg.donor_context is None else self.cfg.donor_context
             if grow > 0 and not self.gcfg.donor_face_only:
                 own = points if points is not None else self.donors.points(z)
                 drawn = np.stack(

@@ -57,6 +57,12 @@ class GeneratorConfig:
             face region only, so the generator never sees, and never learns to
             copy, the donor's hair and background (the oval "sticker" edge and
             colour crescents). Off in older checkpoints.
+        donor_context: the donor is given within its face region grown by this
+            factor about its landmarks, and around that a smooth fill of the
+            crop's own context (`align.in_context`), in training and at
+            inference: its hair and background, which a generator trained on
+            donors as drawn copies into the ring around the face, never reach
+            the network. 0 (off, and in older checkpoints) or 1-4.
     """
 
     resolution: int = 64
@@ -69,6 +75,7 @@ class GeneratorConfig:
     donor_warp: bool = False
     fill_padding: bool = False
     donor_face_only: bool = False
+    donor_context: float = 0.0
 
     def __post_init__(self) -> None:
         if self.resolution not in RESOLUTIONS:
@@ -83,6 +90,10 @@ class GeneratorConfig:
             raise ValueError(f"crop_factor must be in [1.2, 3], got {self.crop_factor}")
         if (self.donor_warp or self.donor_face_only) and not self.donor:
             raise ValueError("donor_warp and donor_face_only need a donor generator")
+        if self.donor_context and not (1.0 <= self.donor_context <= 4.0):
+            raise ValueError(f"donor_context must be 0 or in [1, 4], got {self.donor_context}")
+        if self.donor_context and (not self.donor or self.donor_face_only):
+            raise ValueError("donor_context needs a donor generator whose donors are not face-only")
 
     @property
     def levels(self) -> int:
@@ -103,9 +114,10 @@ class GeneratorConfig:
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorConfig:
         """Strict: unknown or missing keys raise ValueError ("donor", "donor_warp",
-        "fill_padding" and "donor_face_only" may be missing: older files)."""
+        "fill_padding", "donor_face_only" and "donor_context" may be missing: older files)."""
         names = {f.name for f in fields(cls)}
-        d = {"donor": False, "donor_warp": False, "fill_padding": False, "donor_face_only": False, **d}
+        old = {"donor": False, "donor_warp": False, "fill_padding": False, "donor_face_only": False}
+        d = {**old, "donor_context": 0.0, **d}
         if set(d) != names:
             raise ValueError(f"generator config keys {sorted(d)} do not match {sorted(names)}")
         return cls(**d)

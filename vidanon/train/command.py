@@ -155,6 +155,15 @@ def train_cmd(
             "the donor's hair and background. Default: the resumed checkpoint's, else off.",
         ),
     ] = None,
+    donor_context: Annotated[
+        float | None,
+        typer.Option(
+            "--donor-context",
+            help="Show each donor within its face region grown by this factor (1-4), a smooth fill of its "
+            "crop's context around it instead of its hair and background, in training and at inference "
+            "(0: off). Default: the resumed checkpoint's, else off.",
+        ),
+    ] = None,
     swap_prob: Annotated[
         float | None,
         typer.Option(
@@ -249,7 +258,7 @@ def train_cmd(
     )
     gcfg = None
     if resume is None or any(
-        v is not None for v in (resolution, width, donor, donor_warp, fill_padding, donor_face_only)
+        v is not None for v in (resolution, width, donor, donor_warp, fill_padding, donor_face_only, donor_context)
     ):
         kwargs = {}
         if resolution is not None:
@@ -264,6 +273,8 @@ def train_cmd(
             kwargs["fill_padding"] = fill_padding
         if donor_face_only is not None:
             kwargs["donor_face_only"] = donor_face_only
+        if donor_context is not None:
+            kwargs["donor_context"] = donor_context
         # resuming, what is not asked for comes from the checkpoint (a conflicting request is the trainer's error)
         want = config_of(blob, resume).to_dict() if blob is not None else {}
         want.update(kwargs)

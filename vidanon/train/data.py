@@ -304,6 +304,7 @@ def make_batch(
     fill_padding: bool = False,
     relight_prob: float = 0.0,
     donor_face_only: bool = False,
+    donor_context: float = 0.0,
 ) -> Batch:
     """Aligned, augmented crops of `faces`.
 
@@ -330,7 +331,10 @@ def make_batch(
     `donor_face_only`, every donor is its face alone (`align.face_only`, by its
     own landmarks) and a swap blends in the crop's face region only
     (`align.face_region`, feathered), not the box's ellipse with the donor's
-    hair and background at its edge.
+    hair and background at its edge. With `donor_context` (a factor, 0: off),
+    every donor is shown within its face region grown by it, around that a
+    smooth fill of its crop's context as the generator sees it (after any swap
+    and light: `align.in_context`), as inference shows donors to such a generator.
     """
     crops = []
     zs = []
@@ -367,6 +371,7 @@ def make_batch(
     if donor is not None and donor_face_only:
         donor = np.stack([align.face_only(image[i], true_points[i]) for i in range(len(image))])
     natural = natural_valid = None
+    donor_points = np.stack(true_points)  # where each donor's face is in its crop
     if swap_prob > 0 and z_all is not None and len(faces) > 1:
         chosen = np.flatnonzero(rng.random(len(faces)) < swap_prob)
         if len(chosen):
@@ -397,6 +402,9 @@ def make_batch(
                         shown[k] = morph.apply(shown[k], maps)
             image[chosen], valid[chosen] = swap_faces(image[chosen], valid[chosen], given, given_valid, alpha)
             z_all[chosen] = z_all[donors]  # fancy indexing copies the right side first
+            donor_points = donor_points.copy()
+            for i, j in zip(chosen, donors):
+                donor_points[i] = crops[i].points[0] if donor_warp else true_points[j]
             if not donor_face_only:  # a face-only donor array is already this function's own
                 donor = natural.copy()
             donor[chosen] = shown
@@ -409,6 +417,10 @@ def make_batch(
                 image[i] = relight(image[i], params)
                 if natural is not None:
                     natural[i] = relight(natural[i], params)
+    if donor_context > 0 and donor is not None and not donor_face_only:
+        donor = np.stack(
+            [align.in_context(donor[i], donor_points[i], image[i], masks[i], donor_context) for i in range(len(image))]
+        )
     t_img = from_uint8(image)
     t_mask = torch.from_numpy(masks)[:, None]
     t_heat = torch.from_numpy(np.concatenate([c.heatmaps for c in crops]))
@@ -483,6 +495,7 @@ class BatchSpec:
     fill_padding: bool = False
     relight_prob: float = 0.0
     donor_face_only: bool = False
+    donor_context: float = 0.0
     folder_index: tuple | None = None
 
     def make(self, faces: list[Face], rng: np.random.Generator) -> Batch:
@@ -498,6 +511,7 @@ class BatchSpec:
             fill_padding=self.fill_padding,
             relight_prob=self.relight_prob,
             donor_face_only=self.donor_face_only,
+            donor_context=self.donor_context,
         )
 
 

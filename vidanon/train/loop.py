@@ -228,7 +228,12 @@ class Trainer:
             else:
                 # the donor warp, the padding fill and the face-only donor change the inputs, not the
                 # weights: a run may switch them
-                inputs_only = {"donor_warp": False, "fill_padding": False, "donor_face_only": False}
+                inputs_only = {
+                    "donor_warp": False,
+                    "fill_padding": False,
+                    "donor_face_only": False,
+                    "donor_context": 0.0,
+                }
                 same_weights = replace(gcfg, **inputs_only) == replace(ckpt_g, **inputs_only)
                 self._widen = bool(
                     gcfg.donor
@@ -280,6 +285,7 @@ class Trainer:
             fill_padding=self.gcfg.fill_padding,
             relight_prob=cfg.relight_prob,
             donor_face_only=self.gcfg.donor_face_only,
+            donor_context=self.gcfg.donor_context,
         )
         workers = cfg.data_workers
         if cfg.data_processes:
