@@ -97,6 +97,15 @@ def _visible(xyxy: np.ndarray, mask_scale: float, width: int, height: int) -> np
     return inside / (2 * half).prod(axis=1)
 
 
+def _places(faces: FaceDetections, idx: list[int], **found: dict[int, FaceDetections]) -> dict:
+    """(face index, alignment) -> one-row detection, for `GanCoverer._embed`: each face of `idx`
+    at its tracked landmarks ("tracked"), and at its detection in each of `found` (by name)."""
+    at = {(i, "tracked"): faces[i : i + 1] for i in idx}
+    for name, dets in found.items():
+        at.update({(i, name): dets[i] for i in idx if i in dets})
+    return at
+
+
 def _blend(out: np.ndarray, part: tuple) -> None:
     """Blends one `GanCoverer._paste_part` into `out` in place: a per-pixel alpha blend in
     OpenCV, exact where alpha is 0 or 1 (so the hard region gets the face exactly)."""
@@ -315,12 +324,11 @@ class GanCoverer:
         ]
         if not todo:
             return gen
-        e_orig = dict(zip(todo, self.sface.embed(frame, faces[np.array(todo)])))
-        # the original as YuNet places it in this frame (`vidanon bench`'s alignment), where the
-        # tracker's smoothed landmarks lie elsewhere: on a 36 px face 3-5 px off, where SFace
-        # read 0.19-0.20 for a face it read 0.36-0.46 at the detection's landmarks
+        # the original at the tracked landmarks and as YuNet places it in this frame (`vidanon
+        # bench`'s alignment), where the tracker's smoothed landmarks lie elsewhere: on a 36 px
+        # face 3-5 px off, where SFace read 0.19-0.20 for a face it read 0.36-0.46 at the detection's
         raw = self._apart(self._find(frame, faces, todo), faces)
-        e_raw = self._embed(frame, raw)
+        e_orig = self._embed(frame, _places(faces, todo, raw=raw))
         gen = gen.copy()
         # realism is judged at a track's first check at a detected face, where its fake identity
         # is chosen, if YuNet is sure of the original there (GUARD_REAL_ORIGINAL)
@@ -346,17 +354,15 @@ class GanCoverer:
                 part = self._paste_part(view[i], crops, i, faces.xyxy[i], w, h)
                 if part is not None:
                     _blend(cand, part)
-            emb = self.sface.embed(cand, faces[np.array(active)])
             gen_found = self._find(cand, faces, active)
-            own = self._embed(cand, self._apart(gen_found, faces))
-            emb_raw = self._embed(cand, {i: raw[i] for i in active if i in raw})
+            e_cand = self._embed(cand, _places(faces, active, raw=raw, own=self._apart(gen_found, faces)))
             alike = []
-            for i, e in zip(active, emb):
+            for i in active:
                 # fail closed, as `vidanon bench` counts a leak: the highest cosine of the original
                 # and the generated face aligned at the tracked landmarks, at the original's detected
                 # ones and at the generated face's own
-                origs = [e_orig[i]] + ([e_raw[i]] if i in raw else [])
-                views = [e] + ([emb_raw[i]] if i in raw else []) + ([own[i]] if i in own else [])
+                origs = [e for (j, _), e in e_orig.items() if j == i]
+                views = [e for (j, _), e in e_cand.items() if j == i]
                 cos = max(float(np.sum(a * b)) for a in origs for b in views)
                 score = float(gen_found[i].score[0]) if i in gen_found else 0.0
                 rank = _rank(cos, score if judge[i] else 1.0)
@@ -469,8 +475,9 @@ class GanCoverer:
                 out[i] = found[k : k + 1]
         return out
 
-    def _embed(self, img: np.ndarray, at: dict[int, FaceDetections]) -> dict[int, np.ndarray]:
-        """SFace embeddings of `img` aligned at each detection of `at`, by the same keys (one call)."""
+    def _embed(self, img: np.ndarray, at: dict) -> dict:
+        """SFace embeddings of `img` aligned at each detection of `at`, by the same keys: one call,
+        so the frame is converted for SFace once."""
         if not at:
             return {}
         return dict(zip(at, self.sface.embed(img, FaceDetections.concat(list(at.values())))))
