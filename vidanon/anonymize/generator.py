@@ -116,8 +116,14 @@ class GeneratorConfig:
         """Strict: unknown or missing keys raise ValueError ("donor", "donor_warp",
         "fill_padding", "donor_face_only" and "donor_context" may be missing: older files)."""
         names = {f.name for f in fields(cls)}
-        old = {"donor": False, "donor_warp": False, "fill_padding": False, "donor_face_only": False}
-        d = {**old, "donor_context": 0.0, **d}
+        older = {
+            "donor": False,
+            "donor_warp": False,
+            "fill_padding": False,
+            "donor_face_only": False,
+            "donor_context": 0.0,
+        }
+        d = {**older, **d}
         if set(d) != names:
             raise ValueError(f"generator config keys {sorted(d)} do not match {sorted(names)}")
         return cls(**d)

@@ -226,8 +226,8 @@ class Trainer:
             if gcfg is None:
                 gcfg = ckpt_g
             else:
-                # the donor warp, the padding fill and the face-only donor change the inputs, not the
-                # weights: a run may switch them
+                # the donor warp, the padding fill, the face-only donor and the donor's context change
+                # the inputs, not the weights: a run may switch them
                 inputs_only = {
                     "donor_warp": False,
                     "fill_padding": False,
