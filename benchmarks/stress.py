@@ -130,6 +130,10 @@ def main() -> None:
     ap.add_argument("--only", help="scene names, comma-separated (default: all)")
     ap.add_argument("--modes", default="blur,gan", help="cover modes, comma-separated")
     ap.add_argument("--every", default="1,2", help="values of --detect-every, comma-separated")
+    ap.add_argument("--checkpoint", help="generator checkpoint for gan mode (default: the bundled one)")
+    ap.add_argument(
+        "--donor-context", type=float, help="gan mode: the donor in its crop's context (default: the checkpoint's)"
+    )
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = ap.parse_args()
     made = scenes()
@@ -142,7 +146,8 @@ def main() -> None:
             src = write_frames(work / f"{name}.mp4", made[name](), fps=25, crf=16)
             for mode in modes:
                 for n in everies:
-                    cfg = PipelineConfig(detect=DetectConfig(every=n), cover=CoverConfig(mode=mode))
+                    cover = CoverConfig(mode=mode, checkpoint=args.checkpoint, donor_context=args.donor_context)
+                    cfg = PipelineConfig(detect=DetectConfig(every=n), cover=cover)
                     dst = work / f"{name}.{mode}.{n}.mp4"
                     anonymize_video(src, dst, cfg, overwrite=True)
                     r = run_bench(src, dst)
@@ -153,7 +158,10 @@ def main() -> None:
                     )
     total = time.perf_counter() - t0
     body = [
-        f"`.venv/bin/python benchmarks/stress.py --modes {args.modes} --every {args.every}`, "
+        f"`.venv/bin/python benchmarks/stress.py --modes {args.modes} --every {args.every}"
+        + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "")
+        + (f" --donor-context {args.donor_context:g}" if args.donor_context is not None else "")
+        + "`, "
         f"{time.strftime('%Y-%m-%d')}, {platform.machine()}; total {total:.0f} s. Leak frames (a face in the "
         "output at an original face's place that SFace takes for the person, or an original face left as it was) "
         "and the highest privacy cosine, "
