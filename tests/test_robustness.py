@@ -668,8 +668,9 @@ def test_cover_failure_falls_back(people_clip, tmp_path, detector, coverer):
 # ------------------------------------------------------------------ determinism, summary
 def test_deterministic_output(small_clip, tmp_path):
     """Two runs of the CLI give the same bytes. Each run is its own process, as for a user:
-    inside one process, libx264 stops being byte-reproducible once it has encoded a much
-    larger frame size (seen with PyAV 18's bundled x264; the pixels we hand it are identical)."""
+    inside one process, later encodes are not byte-reproducible (PyAV 18's bundled x264 reads
+    memory it never wrote: its output changes with glibc's MALLOC_PERTURB_ unless mbtree,
+    B-frames or subpel refinement are off; the pixels we hand it are identical)."""
     outs = []
     for name in ("a.mp4", "b.mp4"):
         r = run_cli("anonymize", small_clip, tmp_path / name, "-q", "--seed", "3")
