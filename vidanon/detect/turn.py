@@ -181,12 +181,18 @@ def window_around(boxes: np.ndarray, width: int, height: int, reach: float = 1.0
     return x0, y0, x1, y1
 
 
+def face_down(landmarks: np.ndarray) -> np.ndarray:
+    """(2,) float64: the line from between a face's eyes to between its mouth corners (its 5
+    landmarks), which runs down the picture on an upright face."""
+    lm = np.asarray(landmarks, np.float64)
+    return (lm[3] + lm[4]) / 2 - (lm[0] + lm[1]) / 2
+
+
 def upright_turn(landmarks: np.ndarray) -> int:
     """The turn (0, 90, 180 or 270) that brings a face with these 5 landmarks nearest to
     upright: by the line from between its eyes to between its mouth corners, which runs down
     the picture on an upright face whichever way it looks (on a face in profile the eyes,
     and so the line between them, close up to a point)."""
-    lm = np.asarray(landmarks, np.float64)
-    down = (lm[3] + lm[4]) / 2 - (lm[0] + lm[1]) / 2
+    down = face_down(landmarks)
     roll = np.degrees(np.arctan2(-down[0], down[1]))  # clockwise in the picture (y runs down)
     return int(-round(roll / 90.0) * 90) % 360

@@ -34,6 +34,7 @@ import numpy as np
 from norfair import Detection, Tracker
 
 from vidanon.config import TrackConfig
+from vidanon.detect.turn import face_down
 from vidanon.metrics.tracks import iou_matrix
 from vidanon.track.motion import face_motion, move_face, to_gray
 from vidanon.track.smooth import OneEuro
@@ -297,9 +298,7 @@ class FaceTracker:
 
 def _flipped(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two faces' (5, 2) landmarks run from eyes to mouth more than 90 degrees apart."""
-    down_a = (a[3] + a[4]) / 2 - (a[0] + a[1]) / 2
-    down_b = (b[3] + b[4]) / 2 - (b[0] + b[1]) / 2
-    return float(np.dot(down_a, down_b)) < 0
+    return float(np.dot(face_down(a), face_down(b))) < 0
 
 
 def _follow(
