@@ -531,7 +531,42 @@ def test_transport_stream_takes_h264_and_copies_aac(tmp_path, small_clip, suffix
     assert s.warnings == [] and len(s.streams_copied) == 1
 
 
-@pytest.mark.parametrize("suffix", [".mxf", ".ogg"])
+def test_an_animated_gif_stays_a_gif(tmp_path, detector):
+    """A GIF in, a GIF out: the container takes only its own codec, which the writer's probe
+    once refused (the gif muxer fails on a trailer with no frame before it, and the probe
+    wrote none), so GIF output was refused with a misleading "fails here"."""
+    src, out = tmp_path / "in.gif", tmp_path / "out.gif"
+    img = cv2.resize(photo("faceapi-sample3.jpg"), (400, 280), interpolation=cv2.INTER_AREA)
+    frames = [np.ascontiguousarray(np.roll(img, 4 * k, axis=1)) for k in range(6)]
+    with av.open(str(src), "w") as c:
+        st = c.add_stream("gif", rate=10)
+        st.width, st.height, st.pix_fmt = 400, 280, "rgb8"
+        for f in frames:
+            for packet in st.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(packet)
+        for packet in st.encode():
+            c.mux(packet)
+    r = run_cli("anonymize", src, out)
+    assert r.returncode == 0, r.stderr
+    assert "encoding video as gif" in r.stderr
+    with av.open(str(out)) as c:
+        assert c.format.name == "gif" and c.streams.video[0].codec_context.name == "gif"
+    original, output = decode_rgb(src), decode_rgb(out)
+    assert video_times(out) == video_times(src) and len(output) == 6
+    assert sum(len(detector.detect(f)) for f in original) >= 12  # 3 faces a frame for the detector
+    assert leaked_faces(detector, original, output) == []
+
+
+def test_mxf_is_refused_for_its_frame_order(tmp_path, small_clip):
+    """MXF takes the probe's frame but stores H.264 with B-frames out of order (read back as
+    frames 0, 3, 2, 4, 1, ...): refused up front, not written wrong."""
+    out = tmp_path / "o.mxf"
+    r = run_cli("anonymize", small_clip, out)
+    assert_one_line_error(r, 2, "out of order", "write .mp4")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("suffix", [".ogg"])
 def test_containers_whose_video_codec_cannot_be_written_are_refused_up_front(tmp_path, small_clip, suffix):
     out = tmp_path / f"o{suffix}"
     r = run_cli("anonymize", small_clip, out)

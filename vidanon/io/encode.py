@@ -26,6 +26,10 @@ log = logging.getLogger("vidanon")
 # metadata keys that are never personal and are always kept
 _SAFE_STREAM_KEYS = ("language", "title", "handler_name")
 _ODD_OK_FORMAT = {"libx264": "yuv444p", "libx265": "yuv444p"}
+# muxers that take the encoder's frames (the probe of `_can_encode` passes) and store them
+# wrongly: FFmpeg's MXF muxer writes H.264 with B-frames out of order (read back, the frames
+# of samples/people.mp4 came as 0, 3, 2, 4, 1, ...)
+_REFUSED_FORMATS = {"mxf": "its muxer stores H.264 frames out of order"}
 
 
 @dataclass
@@ -117,13 +121,19 @@ def _can_encode(fmt: str, codec: str, rate: Fraction, time_base: Fraction, width
     """Why the muxer `fmt` cannot take `codec` set up as the writer sets it up, or None if
     it can. PyAV lists only the codecs a muxer declares (mpegts declares none but MPEG-2,
     yet takes H.264), and an encoder may refuse the input's timing (MPEG-1/2 needs a
-    standard frame rate): a probe that opens the encoder and writes a header tells."""
+    standard frame rate): a probe that writes a header, one black frame and the trailer
+    tells. The frame is needed: some muxers refuse a trailer with no frame before it (gif:
+    "Invalid argument") although they take frames."""
     import io
 
     try:
         with _quiet_probe(), av.open(io.BytesIO(), "w", format=fmt) as probe:
-            _add_video_stream(probe, codec, rate, time_base, width, height)
+            st = _add_video_stream(probe, codec, rate, time_base, width, height)
             probe.start_encoding()
+            black = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24")
+            black.pts = 0
+            for packet in [*st.encode(black), *st.encode()]:
+                probe.mux(packet)
         return None
     except av.codec.codec.UnknownCodecError:
         return f"no {codec} encoder in this FFmpeg"
@@ -282,6 +292,10 @@ class VideoWriter:
         rate = info.average_rate or Fraction(30, 1)
         sw, sh = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
         fmt = self.out.format.name
+        if fmt in _REFUSED_FORMATS:
+            raise OutputError(
+                f"cannot write {fmt} output: {_REFUSED_FORMATS[fmt]}; write .mp4, .mkv, .mov, .webm or .ts"
+            )
         if (
             codec_id not in fmt_codecs
             and codec not in fmt_codecs
