@@ -23,7 +23,7 @@ from conftest import decode_rgb, leaked_faces, stream_packets, video_pts, video_
 from vidanon.config import DetectConfig, EncodeConfig, PipelineConfig
 from vidanon.errors import InputError, OutputError
 from vidanon.pipeline import FrameAnonymizer, anonymize_video
-from vidanon.synth import photo, write_video
+from vidanon.synth import photo, write_frames, write_video
 
 VIDANON = [sys.executable, "-m", "vidanon"]
 
@@ -471,6 +471,34 @@ def test_a_mirroring_display_matrix_is_kept(media, tmp_path, detector):
     original = decode_rgb(src)
     assert len(detector.detect(original[0])) >= 3
     assert leaked_faces(detector, original, decode_rgb(out)) == []
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov", ".ts"])
+def test_anamorphic_pixels_keep_their_shape(tmp_path, detector, suffix):
+    """Anamorphic video (DV and broadcast 16:9 in 720x480 or 720x576, HDV's 1440x1080) stores
+    pixels wider than tall and says so; the output says the same, so it shows 16:9 as the
+    input did (it used to come out square-pixelled: everyone squeezed to 3:2)."""
+    shown = cv2.resize(photo("faceapi-sample3.jpg"), (427, 240), interpolation=cv2.INTER_AREA)
+    stored = cv2.resize(shown, (360, 240), interpolation=cv2.INTER_AREA)
+    src = write_frames(tmp_path / "dv.mp4", [stored] * 5, audio=True, pixel_aspect=Fraction(32, 27))
+    out = tmp_path / f"o{suffix}"
+    s = anonymize_video(src, out)
+    for path in (src, out):
+        with av.open(str(path)) as c:
+            v = c.streams.video[0]
+            assert (v.sample_aspect_ratio, v.display_aspect_ratio) == (Fraction(32, 27), Fraction(16, 9))
+    assert s.warnings == [] and s.frames_written == 5
+    original = decode_rgb(src)
+    assert len(detector.detect(original[0])) == 3  # the squeezed faces are found
+    assert leaked_faces(detector, original, decode_rgb(out)) == []
+
+
+def test_anamorphic_webm_says_its_pixels_turn_square(tmp_path):
+    """VP9 in WebM carries no pixel shape, and PyAV cannot give the muxer one: said, not hidden."""
+    stored = cv2.resize(photo("faceapi-sample3.jpg"), (360, 240), interpolation=cv2.INTER_AREA)
+    src = write_frames(tmp_path / "dv.mp4", [stored] * 3, pixel_aspect=Fraction(32, 27))
+    s = anonymize_video(src, tmp_path / "o.webm")
+    assert any("pixel aspect 32:27 cannot be stored in webm" in w for w in s.warnings), s.warnings
 
 
 def test_a_frame_size_change_mid_stream_is_said(tmp_path, detector):

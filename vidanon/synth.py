@@ -203,6 +203,7 @@ def write_frames(
     rotation: int = 0,
     pts: list[int] | None = None,
     audio: bool = False,
+    pixel_aspect: Fraction | None = None,
 ) -> Path:
     """Writes upright RGB frames as they are (no pan) as H.264 yuv420p.
 
@@ -211,6 +212,7 @@ def write_frames(
             that they display upright.
         pts: timestamps in 1/fps (default 0, 1, 2, ...).
         audio: add a 440 Hz AAC sine as long as the video.
+        pixel_aspect: the stored pixels' shape (anamorphic video), if not square.
     """
     path = Path(path)
     k = (rotation // 90) % 4
@@ -224,6 +226,8 @@ def write_frames(
         vs.codec_context.options = {"crf": str(crf), "preset": preset}
         if rotation:
             vs.set_display_rotation(rotation)
+        if pixel_aspect is not None:
+            vs.codec_context.sample_aspect_ratio = pixel_aspect
         a = None
         if audio:
             a = c.add_stream("aac", rate=48000)

@@ -116,6 +116,9 @@ class VideoInfo:
     codec: str
     # the input's display matrix (FFmpeg's 9 int32s) where it also mirrors the picture, else None
     mirror_matrix: tuple[int, ...] | None = None
+    # the shape of a stored pixel (width / height) where it is not square: anamorphic video
+    # (DV and broadcast 16:9 in 720x576, HDV's 1440x1080) is shown wider than it is stored
+    pixel_aspect: Fraction | None = None
 
 
 @dataclass(frozen=True)

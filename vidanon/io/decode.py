@@ -80,6 +80,15 @@ def _rotation_of(stream: av.video.stream.VideoStream, first_frame: av.VideoFrame
     return rot
 
 
+def _pixel_aspect(video: av.video.stream.VideoStream) -> Fraction | None:
+    """The stored pixels' aspect ratio (the container's, else the bitstream's) where it is
+    set and not 1:1, else None."""
+    for sar in (video.sample_aspect_ratio, video.codec_context.sample_aspect_ratio):
+        if sar is not None and sar > 0:
+            return Fraction(sar) if sar != 1 else None
+    return None
+
+
 def _mirror_matrix(first_frame: av.VideoFrame | None) -> tuple[int, ...] | None:
     """The first frame's display matrix where it mirrors the picture as well as turning it
     (a negative determinant; `frame.rotation` gives only the angle), else None."""
@@ -181,6 +190,7 @@ class Demuxer:
             pix_fmt=str(first.format.name),
             codec=self.video.codec_context.name,
             mirror_matrix=_mirror_matrix(first),
+            pixel_aspect=_pixel_aspect(self.video),
         )
 
     def _next_packet(self) -> av.Packet | None:

@@ -333,6 +333,16 @@ class VideoWriter:
         if codec in ("libx264", "libx265"):
             # a fixed count, not x264's "auto": the output bytes depend on it
             st.codec_context.thread_count = self.cfg.thread_count()
+        if info.pixel_aspect is not None:  # anamorphic: stored pixels as the input's, shown as wide
+            st.codec_context.sample_aspect_ratio = info.pixel_aspect
+            if fmt in ("webm", "matroska") and codec.startswith("libvpx"):
+                # VP8/9 carry no pixel shape and the muxer takes it from the stream, which
+                # PyAV does not set: WebM would show the stored frame with square pixels
+                sar = info.pixel_aspect
+                self.warnings.append(
+                    f"pixel aspect {sar.numerator}:{sar.denominator} cannot be stored in {fmt} with {codec} "
+                    f"here: players will show {sw}x{sh} with square pixels (write .mp4 or .mkv to keep it)"
+                )
         if info.mirror_matrix is not None:  # the input's own matrix: it turns and mirrors
             st.set_display_matrix(info.mirror_matrix)
         elif info.rotation:
