@@ -501,6 +501,55 @@ def test_anamorphic_webm_says_its_pixels_turn_square(tmp_path):
     assert any("pixel aspect 32:27 cannot be stored in webm" in w for w in s.warnings), s.warnings
 
 
+@pytest.mark.parametrize(
+    "tags, full",
+    [((1, 1, 1), False), ((1, 1, 1), True), ((6, 6, 6), False), ((9, 9, 16), False)],
+    ids=["bt709", "bt709-full-range", "bt601", "bt2020-pq"],
+)
+def test_colour_is_kept_as_the_input_says_it(tmp_path, detector, tags, full):
+    """The output carries the input's colour tags (matrix, range, primaries, transfer) and is
+    converted to YUV by the input's matrix. It used to be converted by BT.601 and left
+    untagged: a player reading an untagged HD picture as BT.709 (as most do) then showed a
+    BT.709 input's saturated colours moved by up to 41 levels (green 254 -> 214)."""
+    matrix = {1: "ITU709", 6: "ITU601", 9: "BT2020"}[tags[0]]
+    rng = "JPEG" if full else "MPEG"
+    w, h = 360, 240
+    picture = cv2.resize(photo("faceapi-sample3.jpg"), (w, h), interpolation=cv2.INTER_AREA)
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (200, 120, 60), (10, 10, 10)]
+    for k, c in enumerate(colours):  # a strip of colour bars under the faces
+        picture[h - 30 :, k * w // 6 : (k + 1) * w // 6] = c
+    src, out = tmp_path / "tagged.mp4", tmp_path / "o.mp4"
+    with av.open(str(src), "w") as c:
+        st = c.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = w, h, "yuv420p"
+        ctx = st.codec_context
+        ctx.colorspace, ctx.color_primaries, ctx.color_trc = tags
+        ctx.color_range = 2 if full else 1
+        for _ in range(4):
+            f = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            for packet in st.encode(f.reformat(format="yuv420p", dst_colorspace=matrix, dst_color_range=rng)):
+                c.mux(packet)
+        for packet in st.encode(None):
+            c.mux(packet)
+    s = anonymize_video(src, out)
+    assert s.warnings == []
+
+    def shown(path: Path) -> tuple[tuple[int, ...], np.ndarray]:
+        """The file's tags, and its first frame as a player that follows them shows it."""
+        with av.open(str(path)) as c:
+            ctx = c.streams.video[0].codec_context
+            f = next(c.decode(video=0))
+            tags = (f.colorspace, f.color_range, ctx.color_primaries, ctx.color_trc)
+            return tags, f.reformat(format="rgb24", src_colorspace=matrix, src_color_range=rng).to_ndarray()
+
+    (tags_in, a), (tags_out, b) = shown(src), shown(out)
+    assert tags_out == tags_in == (tags[0], 2 if full else 1, tags[1], tags[2])
+    centres = [(h - 15, int((k + 0.5) * w / 6)) for k in range(len(colours))]
+    worst = max(int(np.abs(a[y, x].astype(int) - b[y, x]).max()) for y, x in centres)
+    assert worst <= 6, [(tuple(a[y, x]), tuple(b[y, x])) for y, x in centres]
+    assert leaked_faces(detector, decode_rgb(src), decode_rgb(out)) == []
+
+
 def test_a_frame_size_change_mid_stream_is_said(tmp_path, detector):
     """Two transport streams of different sizes played one after the other (as a broadcast or
     a joined recording does): every frame is written, at the first size, and the run says so."""

@@ -119,6 +119,9 @@ class VideoInfo:
     # the shape of a stored pixel (width / height) where it is not square: anamorphic video
     # (DV and broadcast 16:9 in 720x576, HDV's 1440x1080) is shown wider than it is stored
     pixel_aspect: Fraction | None = None
+    # how the input's YUV maps to colour, as FFmpeg numbers them: matrix (AVColorSpace), range
+    # (AVColorRange), primaries and transfer; 2, 0, 2, 2 = unspecified (BT.601 matrix, limited range)
+    color: tuple[int, int, int, int] = (2, 0, 2, 2)
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,17 @@ def _pixel_aspect(video: av.video.stream.VideoStream) -> Fraction | None:
     return None
 
 
+def _color(first: av.VideoFrame, ctx: av.video.codeccontext.VideoCodecContext) -> tuple[int, int, int, int]:
+    """The input's colour tags (matrix, range, primaries, transfer; `VideoInfo.color`): the
+    first frame's matrix and range, the stream's primaries and transfer."""
+    return (
+        int(first.colorspace or 2),
+        int(first.color_range or 0),
+        int(getattr(ctx, "color_primaries", 2) or 2),
+        int(getattr(ctx, "color_trc", 2) or 2),
+    )
+
+
 def _mirror_matrix(first_frame: av.VideoFrame | None) -> tuple[int, ...] | None:
     """The first frame's display matrix where it mirrors the picture as well as turning it
     (a negative determinant; `frame.rotation` gives only the angle), else None."""
@@ -191,6 +202,7 @@ class Demuxer:
             codec=self.video.codec_context.name,
             mirror_matrix=_mirror_matrix(first),
             pixel_aspect=_pixel_aspect(self.video),
+            color=_color(first, self.video.codec_context),
         )
 
     def _next_packet(self) -> av.Packet | None:
@@ -231,7 +243,7 @@ class Demuxer:
             for f in frames:
                 if (f.width, f.height) != size:
                     self.stats.resized += 1
-                rgb = f.to_ndarray(format="rgb24")
+                rgb = f.to_ndarray(format="rgb24")  # through the frame's own matrix and range
                 meta = FrameMeta(index=index, pts=f.pts, time_base=tb)
                 index += 1
                 self.stats.frames = index

@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import av.logging
 import numpy as np
+from av.video.reformatter import ColorRange, VideoReformatter
 
 from vidanon.config import EncodeConfig
 from vidanon.errors import CodecError, ConfigError, OutputError
@@ -26,6 +27,9 @@ log = logging.getLogger("vidanon")
 # metadata keys that are never personal and are always kept
 _SAFE_STREAM_KEYS = ("language", "title", "handler_name")
 _ODD_OK_FORMAT = {"libx264": "yuv444p", "libx265": "yuv444p"}
+# FFmpeg's YUV matrices (AVColorSpace) that swscale can write, by its own names; the input's
+# matrix is kept where it is one of these (BT.709, FCC, BT.601 twice, SMPTE 240M, BT.2020 twice)
+_SWS_MATRIX = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020", 10: "BT2020"}
 # muxers that take the encoder's frames (the probe of `_can_encode` passes) and store them
 # wrongly: FFmpeg's MXF muxer writes H.264 with B-frames out of order (read back, the frames
 # of samples/people.mp4 came as 0, 3, 2, 4, 1, ...)
@@ -333,6 +337,8 @@ class VideoWriter:
         if codec in ("libx264", "libx265"):
             # a fixed count, not x264's "auto": the output bytes depend on it
             st.codec_context.thread_count = self.cfg.thread_count()
+        self._to_yuv = self._color_setup(st)
+        self._reformatter = VideoReformatter()
         if info.pixel_aspect is not None:  # anamorphic: stored pixels as the input's, shown as wide
             st.codec_context.sample_aspect_ratio = info.pixel_aspect
             if fmt in ("webm", "matroska") and codec.startswith("libvpx"):
@@ -350,6 +356,28 @@ class VideoWriter:
         self._copy_meta(demuxer.video, st)
         return st
 
+    def _color_setup(self, st: av.video.stream.VideoStream) -> dict | None:
+        """Tags the output with the input's colour (`VideoInfo.color`) and returns how
+        `write_frame` converts RGB to the encoder's YUV (None: the encoder takes RGB). Untagged,
+        a BT.709 HD input came out converted by BT.601 with no tag, which players read as BT.709:
+        saturated colours moved by up to 41 levels."""
+        space, rng, primaries, trc = self.info.color
+        if not st.pix_fmt.startswith("yuv") or (space not in _SWS_MATRIX and not rng and primaries == trc == 2):
+            return None  # the encoder's own conversion: BT.601, limited range, untagged, as the input
+        ctx = st.codec_context
+        ctx.color_primaries, ctx.color_trc = primaries, trc
+        full = rng == int(ColorRange.JPEG)
+        # the range the frames are converted to, said to the encoder too: libx264 compares the
+        # two on every frame, and a frame's limited range against the encoder's unspecified one
+        # made the output bytes change from run to run
+        ctx.color_range = int(ColorRange.JPEG if full else ColorRange.MPEG)
+        if space in _SWS_MATRIX:
+            ctx.colorspace = space
+        return {
+            "dst_colorspace": _SWS_MATRIX.get(space),
+            "dst_color_range": ColorRange.JPEG if full else ColorRange.MPEG,
+        }
+
     def _frame_step(self) -> int:
         rate = self.info.average_rate
         if rate:
@@ -366,6 +394,13 @@ class VideoWriter:
             self.stats.pts_fixed += 1
         self._last_pts = pts
         frame = av.VideoFrame.from_ndarray(stored(rgb, self.info.rotation), format="rgb24")
+        if self._to_yuv is not None:
+            # one converter for the run, threaded as the encoder's own would be: a converter
+            # per frame changed what x264 finds in memory it reads unwritten (README), and with
+            # it the output bytes from run to run
+            frame = self._reformatter.reformat(
+                frame, format=self.video.pix_fmt, threads=self.video.codec_context.thread_count, **self._to_yuv
+            )
         frame.pts = pts
         frame.time_base = self.info.time_base
         self._mux(self.video.encode(frame))
