@@ -360,17 +360,19 @@ class VideoWriter:
         """Tags the output with the input's colour (`VideoInfo.color`) and returns how
         `write_frame` converts RGB to the encoder's YUV (None: the encoder takes RGB). Untagged,
         a BT.709 HD input came out converted by BT.601 with no tag, which players read as BT.709:
-        saturated colours moved by up to 41 levels."""
+        saturated colours moved by up to 40 levels.
+
+        An untagged input keeps the encoder's own conversion (BT.601, limited range, as it was
+        read): our conversion in front of the encoder, same pixels, made x264's output bytes
+        differ between runs on the untagged test clip (2 of 8 runs; the x264 reads of unwritten
+        memory in README), where tagged clips gave the same bytes in all of 40 runs."""
         space, rng, primaries, trc = self.info.color
         if not st.pix_fmt.startswith("yuv") or (space not in _SWS_MATRIX and not rng and primaries == trc == 2):
-            return None  # the encoder's own conversion: BT.601, limited range, untagged, as the input
+            return None
         ctx = st.codec_context
         ctx.color_primaries, ctx.color_trc = primaries, trc
         full = rng == int(ColorRange.JPEG)
-        # the range the frames are converted to, said to the encoder too: libx264 compares the
-        # two on every frame, and a frame's limited range against the encoder's unspecified one
-        # made the output bytes change from run to run
-        ctx.color_range = int(ColorRange.JPEG if full else ColorRange.MPEG)
+        ctx.color_range = int(ColorRange.JPEG if full else ColorRange.MPEG)  # what the frames get
         if space in _SWS_MATRIX:
             ctx.colorspace = space
         return {
@@ -395,9 +397,7 @@ class VideoWriter:
         self._last_pts = pts
         frame = av.VideoFrame.from_ndarray(stored(rgb, self.info.rotation), format="rgb24")
         if self._to_yuv is not None:
-            # one converter for the run, threaded as the encoder's own would be: a converter
-            # per frame changed what x264 finds in memory it reads unwritten (README), and with
-            # it the output bytes from run to run
+            # one converter for the run, threaded as the encoder's own
             frame = self._reformatter.reformat(
                 frame, format=self.video.pix_fmt, threads=self.video.codec_context.thread_count, **self._to_yuv
             )
