@@ -122,6 +122,9 @@ class VideoInfo:
     # how the input's YUV maps to colour, as FFmpeg numbers them: matrix (AVColorSpace), range
     # (AVColorRange), primaries and transfer; 2, 0, 2, 2 = unspecified (BT.601 matrix, limited range)
     color: tuple[int, int, int, int] = (2, 0, 2, 2)
+    # FFmpeg's AVFieldOrder of an interlaced input (2 top field first, 3 bottom first, 4 / 5
+    # coded the other way), else 0
+    field_order: int = 0
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,7 @@ class Demuxer:
             mirror_matrix=_mirror_matrix(first),
             pixel_aspect=_pixel_aspect(self.video),
             color=_color(first, self.video.codec_context),
+            field_order=int(getattr(self.video.codec_context, "field_order", 0) or 0) if first.interlaced_frame else 0,
         )
 
     def _next_packet(self) -> av.Packet | None:
@@ -244,7 +245,9 @@ class Demuxer:
                 if (f.width, f.height) != size:
                     self.stats.resized += 1
                 rgb = f.to_ndarray(format="rgb24")  # through the frame's own matrix and range
-                meta = FrameMeta(index=index, pts=f.pts, time_base=tb)
+                meta = FrameMeta(
+                    index=index, pts=f.pts, time_base=tb, extra={"interlaced": True} if f.interlaced_frame else {}
+                )
                 index += 1
                 self.stats.frames = index
                 yield VideoItem(upright(rgb, rot), meta)

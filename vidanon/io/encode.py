@@ -329,6 +329,11 @@ class VideoWriter:
             opts = {"crf": str(self.cfg.crf), "preset": self.cfg.preset}
             if fmt == "avi":  # AVI stores no pts: B-frames' reordered times would be lost
                 opts["bf"] = "0"
+            if codec == "libx264" and info.field_order >= 2:
+                # interlaced in, interlaced out (the fields as they were, marked so that players
+                # deinterlace them): top field first for 2 and 4, bottom first for 3 and 5
+                opts["flags"] = "+ildct+ilme"
+                opts["x264-params"] = "tff=1" if info.field_order in (2, 4) else "bff=1"
         elif codec.startswith("libvpx"):
             opts = {"crf": str(min(63, self.cfg.crf + 12)), "b": "0", "deadline": "realtime", "cpu-used": "8"}
         elif codec.endswith("_nvenc"):
