@@ -693,6 +693,35 @@ def test_gif_output_keeps_the_colours(tmp_path, small_clip):
     assert error < 8, error
 
 
+def test_the_video_is_chosen_over_a_one_frame_track_before_it(tmp_path, detector):
+    """A Matroska file whose first track is one MJPEG picture (a cover or a thumbnail) and
+    whose second is the video: the video is anonymized and the picture dropped, said (the
+    picture used to be written as the whole video, and the video dropped)."""
+    clip = cv2.resize(photo("faceapi-sample3.jpg"), (320, 180), interpolation=cv2.INTER_AREA)
+    src, out = tmp_path / "covered.mkv", tmp_path / "o.mkv"
+    with av.open(str(src), "w") as c:
+        pic = c.add_stream("mjpeg")
+        pic.width, pic.height, pic.pix_fmt = 320, 240, "yuvj420p"
+        st = c.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = 320, 180, "yuv420p"
+        cover = cv2.resize(photo("faceapi-sample1.jpg"), (320, 240), interpolation=cv2.INTER_AREA)
+        for packet in [*pic.encode(av.VideoFrame.from_ndarray(cover, format="rgb24")), *pic.encode(None)]:
+            packet.pts = packet.dts = 0
+            c.mux(packet)
+        for _ in range(10):
+            for packet in st.encode(av.VideoFrame.from_ndarray(clip, format="rgb24")):
+                c.mux(packet)
+        for packet in st.encode(None):
+            c.mux(packet)
+    with av.open(str(src)) as c:
+        assert [x.codec_context.name for x in c.streams.video] == ["mjpeg", "h264"]
+    s = anonymize_video(src, out)
+    assert s.frames_written == 10 and s.streams_dropped == ["#0 video (mjpeg)"]
+    assert any("only one video stream (#1) is anonymized" in w for w in s.warnings)
+    output = decode_rgb(out)
+    assert len(output) == 10 and len(detector.detect(clip)) == 3 and len(detector.detect(output[0])) == 0
+
+
 def test_mxf_is_refused_for_its_frame_order(tmp_path, small_clip):
     """MXF takes the probe's frame but stores H.264 with B-frames out of order (read back as
     frames 0, 3, 2, 4, 1, ...): refused up front, not written wrong."""

@@ -80,6 +80,14 @@ def _rotation_of(stream: av.video.stream.VideoStream, first_frame: av.VideoFrame
     return rot
 
 
+def main_video(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The video stream to anonymize: FFmpeg's pick (`av_find_best_stream`: a default stream
+    first, then one of many frames, so neither a cover picture nor a one-frame track before the
+    video), else the first. A Matroska file whose one-frame MJPEG track came first had that
+    frame written as the whole video, and the video itself dropped."""
+    return container.streams.best("video") or container.streams.video[0]
+
+
 def _pixel_aspect(video: av.video.stream.VideoStream) -> Fraction | None:
     """The stored pixels' aspect ratio (the container's, else the bitstream's) where it is
     set and not 1:1, else None."""
@@ -153,7 +161,7 @@ class Demuxer:
             kinds = sorted({s.type for s in self.container.streams}) or ["no streams"]
             self.container.close()
             raise InputError(f"{self.path}: no video stream (found {', '.join(kinds)})")
-        self.video = self.container.streams.video[0]
+        self.video = main_video(self.container)
         self.video.thread_type = "AUTO"
         self._decoding = threading.Lock()  # the decode thread's, taken by close() to park the decoder
         self.stats = DecodeStats()

@@ -274,7 +274,10 @@ class VideoWriter:
             name = s.codec_context.name if s.codec_context else None
             desc = _describe(s)
             if s.type == "video":
-                self._drop(desc, "only the first video stream is anonymized; other video streams could show faces")
+                self._drop(
+                    desc,
+                    f"only one video stream (#{demuxer.video.index}) is anonymized; other video streams could show faces",
+                )
                 continue
             # a muxer's own list can be incomplete (mpegts lists no AAC): for audio a probe decides
             listed = name in self.out.supported_codecs

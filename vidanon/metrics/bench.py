@@ -37,7 +37,7 @@ from vidanon.config import DetectConfig
 from vidanon.detect import make_detector
 from vidanon.detect.turn import SURE, with_turns
 from vidanon.errors import CodecError, InputError
-from vidanon.io.decode import park_decoder
+from vidanon.io.decode import main_video, park_decoder
 from vidanon.metrics.detail import BARE, left_bare
 from vidanon.metrics.flicker import FlickerMeter, FlickerSample
 from vidanon.metrics.plot import write_plot
@@ -539,7 +539,7 @@ class _Video:
         if not self._container.streams.video:
             self._container.close()
             raise InputError(f"{path} has no video stream")
-        self._stream = self._container.streams.video[0]
+        self._stream = main_video(self._container)  # the stream `vidanon anonymize` anonymizes
         self._stream.thread_type = "AUTO"
         self.declared_frames = int(self._stream.frames or 0)
         self.last_time: float | None = None  # seconds, of the frame last yielded
