@@ -358,6 +358,56 @@ def test_multi_audio_and_subtitles_kept_in_mkv(media, tmp_path, small_clip):
     assert s.streams_dropped == [] and len(s.streams_copied) == 3
 
 
+def _srt(path: Path, lines: list[str], step_ms: int = 80) -> Path:
+    cues = [
+        f"{k + 1}\n00:00:00,{k * step_ms:03d} --> 00:00:00,{(k + 1) * step_ms:03d}\n{line}\n"
+        for k, line in enumerate(lines)
+    ]
+    path.write_text("\n".join(cues))
+    return path
+
+
+@pytest.mark.parametrize(
+    "positions",
+    [
+        "F/2.8, SS 320.0, ISO 100, EV 0, DZOOM 1.000, GPS (8.54{k}17, 47.37{k}69, 20), D 12.3m, H 25.5m",
+        "[iso : 100] [latitude: 47.37{k}690] [longitude: 8.54{k}170] [rel_alt: 1.500 abs_alt: 400.0]",
+        "2024/05/01 10:00:0{k} N47.37{k}69 E8.54{k}17 52km/h",
+    ],
+    ids=["dji", "dji-new", "dashcam"],
+)
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_subtitle_track_of_gps_positions_is_location_metadata(tmp_path, small_clip, positions, keep):
+    """Drones and dashcams write where they are into a subtitle track, every frame: that is
+    location, stripped with the rest of it unless --keep-metadata. A dialogue track, which
+    may name a place or a number now and then, is kept."""
+    gps = _srt(tmp_path / "gps.srt", [positions.format(k=k) for k in range(10)])
+    talk = _srt(tmp_path / "talk.srt", ["Hello", "Turn on your GPS, at 47.3769 and 8.5417", "Bye"])
+    src = tmp_path / "flight.mkv"
+    with av.open(str(small_clip)) as i, av.open(str(gps)) as g, av.open(str(talk)) as t, av.open(str(src), "w") as o:
+        vs = o.add_stream_from_template(i.streams.video[0])
+        subs = [o.add_stream_from_template(x.streams.subtitles[0]) for x in (g, t)]
+        for p in i.demux(i.streams.video[0]):
+            if p.size:
+                p.stream = vs
+                o.mux(p)
+        for x, sub in zip((g, t), subs):
+            for p in x.demux():
+                if p.size:
+                    p.stream = sub
+                    o.mux(p)
+    out = tmp_path / "o.mkv"
+    s = anonymize_video(src, out, PipelineConfig(encode=EncodeConfig(keep_metadata=keep)))
+    with av.open(str(out)) as c:
+        kept = [bytes(p).decode() for p in c.demux() if p.size and p.stream.type == "subtitle"]
+    assert any("Hello" in k for k in kept)
+    if keep:
+        assert len(kept) == 13 and s.streams_dropped == []
+    else:
+        assert len(kept) == 3 and s.streams_dropped == ["#1 subtitle (srt)"]
+        assert any("gives GPS positions" in w for w in s.warnings)
+
+
 def _with_tone(path: Path, clip: Path, codec: str, rate: int, layout: str, start: float) -> Path:
     """The clip's video packets and a 0.3 s tone in `codec` audio (`rate` Hz, `layout`) that
     begins `start` seconds after the video."""

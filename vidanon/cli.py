@@ -301,7 +301,9 @@ def anonymize(
         "across machines.",
     ),
     keep_metadata: bool = typer.Option(
-        False, "--keep-metadata", help="Keep location/creation metadata (stripped by default; rotation is always kept)."
+        False,
+        "--keep-metadata",
+        help="Keep location/creation metadata, and subtitle tracks of GPS positions (stripped by default; rotation is always kept).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     tracks: Path | None = typer.Option(

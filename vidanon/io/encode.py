@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -215,6 +216,48 @@ def _pulled(graph: av.filter.Graph) -> list[av.VideoFrame]:
             return out
 
 
+# A text that gives a position: two numbers with 4 or more decimals (degrees to ~10 m) next to
+# a word for one (GPS, lat/latitude, lon/longitude), with hemisphere letters, or an NMEA sentence. Drones (DJI: "GPS
+# (8.5417, 47.3769, 20)" or "[latitude: 47.376900] [longitude: 8.541700]") and dashcams write
+# one into a subtitle track every frame.
+_DEGREES = re.compile(r"-?\d{1,3}\.\d{4,}")
+_PLACE_WORD = re.compile(r"\bGPS\b|\blat(itude)?\b|\blon(gitude)?\b|\blng\b", re.IGNORECASE)
+_NMEA = re.compile(r"\$G[PNL](RMC|GGA|GLL),")
+_HEMISPHERES = re.compile(r"\b[NS] ?\d{1,2}\.\d{4,}\W+[EW] ?\d{1,3}\.\d{4,}")  # dashcams: "N47.3769 E8.5417"
+LOCATED_SHARE = 0.5  # of a track's first packets that must give a position
+
+
+def _gives_position(text: str) -> bool:
+    if _NMEA.search(text) or _HEMISPHERES.search(text):
+        return True
+    return len(_DEGREES.findall(text)) >= 2 and bool(_PLACE_WORD.search(text))
+
+
+def located_subtitles(path: Path, indices: list[int], packets: int = 20, seconds: float = 30.0) -> set[int]:
+    """The subtitle streams among `indices` of the file at `path` whose text gives GPS
+    positions (`_gives_position`) in at least LOCATED_SHARE of their first `packets` packets,
+    read from the file's first `seconds`: location data kept as subtitles, which stripping
+    the metadata does not reach. A dialogue line that names a place once is not enough. A
+    file that cannot be read again keeps its subtitles (the run itself then fails on it)."""
+    seen: dict[int, list[bool]] = {i: [] for i in indices}
+    start = None  # the first packet's time: a transport stream's clock starts anywhere
+    try:
+        with av.open(str(path), "r", metadata_errors="ignore") as c:
+            for p in c.demux():  # every stream's packets, so that the file's clock bounds the read
+                if p.size and p.stream.index in seen and len(seen[p.stream.index]) < packets:
+                    seen[p.stream.index].append(_gives_position(bytes(p).decode("utf-8", "ignore")))
+                if p.pts is not None and p.time_base is not None:
+                    t = float(p.pts * p.time_base)
+                    start = t if start is None else min(start, t)
+                    if t - start > seconds:
+                        break
+                if all(len(v) >= packets for v in seen.values()):
+                    break
+    except (av.error.FFmpegError, OSError, ValueError):
+        return set()
+    return {i for i, v in seen.items() if v and sum(v) >= LOCATED_SHARE * len(v)}
+
+
 def _describe(stream: av.stream.Stream) -> str:
     name = stream.codec_context.name if stream.codec_context else "unknown"
     return f"#{stream.index} {stream.type} ({name})"
@@ -268,6 +311,8 @@ class VideoWriter:
                 self.out.metadata[k] = v
         self.video = self._add_video(demuxer)
         self.map: dict[int, tuple[str, av.stream.Stream, object]] = {}
+        subtitles = [s.index for s in src.streams if s.type == "subtitle"]
+        located = set() if self.cfg.keep_metadata or not subtitles else located_subtitles(demuxer.path, subtitles)
         for s in src.streams:
             if s.index == demuxer.video.index:
                 continue
@@ -278,6 +323,9 @@ class VideoWriter:
                     desc,
                     f"only one video stream (#{demuxer.video.index}) is anonymized; other video streams could show faces",
                 )
+                continue
+            if s.index in located:
+                self._drop(desc, "its text gives GPS positions, where the video was shot (--keep-metadata keeps it)")
                 continue
             # a muxer's own list can be incomplete (mpegts lists no AAC): for audio a probe decides
             listed = name in self.out.supported_codecs
