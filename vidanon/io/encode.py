@@ -30,7 +30,7 @@ _SAFE_STREAM_KEYS = ("language", "title", "handler_name")
 _ODD_OK_FORMAT = {"libx264": "yuv444p", "libx265": "yuv444p"}
 # FFmpeg's YUV matrices (AVColorSpace) that swscale can write, by its own names; the input's
 # matrix is kept where it is one of these (BT.709, FCC, BT.601 twice, SMPTE 240M, BT.2020 NCL;
-# BT.2020's constant-luminance form is no matrix, so such an input comes out untagged)
+# BT.2020's constant-luminance form is no matrix: `_color_setup` writes BT.709 for it)
 _SWS_MATRIX = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020"}
 # muxers that take the encoder's frames (the probe of `_can_encode` passes) and store them
 # wrongly: FFmpeg's MXF muxer writes H.264 with B-frames out of order (read back, the frames
@@ -465,10 +465,12 @@ class VideoWriter:
         ctx.color_primaries, ctx.color_trc = primaries, trc
         full = rng == int(ColorRange.JPEG)
         ctx.color_range = int(ColorRange.JPEG if full else ColorRange.MPEG)  # what the frames get
-        if space in _SWS_MATRIX:
-            ctx.colorspace = space
+        # an input without a matrix swscale writes (RGB-coded, BT.2020 constant luminance, none
+        # given beside tagged primaries) gets BT.709, said: untagged, a player guesses by size
+        space = space if space in _SWS_MATRIX else 1
+        ctx.colorspace = space
         return {
-            "dst_colorspace": _SWS_MATRIX.get(space),
+            "dst_colorspace": _SWS_MATRIX[space],
             "dst_color_range": ColorRange.JPEG if full else ColorRange.MPEG,
         }
 
