@@ -264,6 +264,35 @@ def test_folders_are_anonymized_whole_and_refused_before_any_work(tmp_path, dete
     assert s.frames_written == 2 and not (src / "anon" / "anon").exists()
 
 
+@pytest.mark.parametrize(
+    "src_suffix, dst_suffix", [(".jpg", ".jpg"), (".png", ".png"), (".jpg", ".png"), (".png", ".jpg")]
+)
+def test_a_photo_keeps_its_colour_profile(tmp_path, detector, src_suffix, dst_suffix):
+    """A photo's ICC profile (phones shoot Display P3) is written into the output: without it
+    every colour-managed viewer reads the same numbers as sRGB, and the photo looks duller.
+    Checked with Pillow's reader; a profile over 64 KB, which a JPEG splits, comes back whole."""
+    image = pytest.importorskip("PIL.Image")
+    cms = pytest.importorskip("PIL.ImageCms")
+    from vidanon.pipeline import anonymize_path
+
+    rgb = photo("faceapi-sample5.jpg")
+    for name, profile in (("srgb", cms.ImageCmsProfile(cms.createProfile("sRGB")).tobytes()), ("big", None)):
+        if profile is None:  # JPEG carries at most 65519 profile bytes a segment
+            profile = b"\x00\x01\x20\x00" + bytes(range(256)) * 300
+        src, dst = tmp_path / f"{name}{src_suffix}", tmp_path / f"{name}-out{dst_suffix}"
+        image.fromarray(rgb).save(src, icc_profile=profile, **({"quality": 92} if src_suffix == ".jpg" else {}))
+        anonymize_path(src, dst)
+        with image.open(dst) as out:
+            assert out.info.get("icc_profile") == profile, name
+            pixels = np.asarray(out.convert("RGB"))
+        assert leaked_faces(detector, [rgb], [pixels]) == []
+    plain, out = tmp_path / f"plain{src_suffix}", tmp_path / f"plain-out{dst_suffix}"
+    image.fromarray(rgb).save(plain)
+    anonymize_path(plain, out)
+    with image.open(out) as o:
+        assert "icc_profile" not in o.info or not o.info["icc_profile"]
+
+
 def test_a_photo_keeps_its_transparency(tmp_path, detector):
     """A PNG's alpha channel is written back (dropped, it would turn hidden pixels visible),
     and dropped with a warning only where the output format has none; --tracks, which is for

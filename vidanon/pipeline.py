@@ -35,6 +35,7 @@ from vidanon.detect.turn import upright_turn, window_around, with_turns
 from vidanon.errors import InputError, OutputError, StrictModeError, VidanonError
 from vidanon.io.decode import Demuxer, PacketItem, VideoItem, check_readable
 from vidanon.io.encode import VideoWriter
+from vidanon.io.icc import read_icc, with_icc
 from vidanon.io.paths import check_side_output, check_writable
 from vidanon.metrics.detail import left_bare
 from vidanon.metrics.tracks import iou_matrix, with_untracked
@@ -1038,9 +1039,14 @@ def anonymize_image(
             warnings.append(f"{dst}: a {dst.suffix} image has no transparency; the alpha channel of {src} was dropped")
     tmp = _temp_path(dst)
     try:
-        ok = cv2.imwrite(str(tmp), out_bgr)
+        try:
+            ok, encoded = cv2.imencode(dst.suffix, out_bgr)
+        except cv2.error:
+            ok = False
         if not ok:
             raise OutputError(f"{dst}: could not write the image")
+        # the colour profile says how to read the pixels (Display P3 from phones): kept
+        tmp.write_bytes(with_icc(encoded.tobytes(), read_icc(src)))
         os.replace(tmp, dst)
     except BaseException:
         _remove(tmp)
