@@ -408,6 +408,29 @@ def test_a_subtitle_track_of_gps_positions_is_location_metadata(tmp_path, small_
         assert any("gives GPS positions" in w for w in s.warnings)
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4", ".mov", ".webm"])
+def test_chapters_are_kept(tmp_path, small_clip, suffix):
+    """The input's chapters (marks in the timeline, with their titles) are kept, as any other
+    stream is; a chapter's other metadata is stripped with the rest. They used to be lost."""
+    src = tmp_path / "chapters.mkv"
+    marks = [
+        {"id": 1, "start": 0, "end": 400, "time_base": Fraction(1, 1000), "metadata": {"title": "Arrival"}},
+        {"id": 2, "start": 400, "end": 800, "time_base": Fraction(1, 1000), "metadata": {"title": "Talk", "x": "y"}},
+    ]
+    with av.open(str(small_clip)) as i, av.open(str(src), "w") as o:
+        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        o.set_chapters(marks)
+        for p in i.demux():
+            if p.size:
+                p.stream = streams[p.stream.index]
+                o.mux(p)
+    out = tmp_path / f"o{suffix}"
+    anonymize_video(src, out)
+    with av.open(str(out)) as c:
+        got = [(ch["start"] * ch["time_base"], ch["metadata"]) for ch in c.chapters()]
+    assert got == [(Fraction(0), {"title": "Arrival"}), (Fraction(2, 5), {"title": "Talk"})]
+
+
 def _with_tone(path: Path, clip: Path, codec: str, rate: int, layout: str, start: float) -> Path:
     """The clip's video packets and a 0.3 s tone in `codec` audio (`rate` Hz, `layout`) that
     begins `start` seconds after the video."""

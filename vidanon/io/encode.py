@@ -310,6 +310,7 @@ class VideoWriter:
             for k, v in src.metadata.items():
                 self.out.metadata[k] = v
         self.video = self._add_video(demuxer)
+        self._copy_chapters(src)
         self.map: dict[int, tuple[str, av.stream.Stream, object]] = {}
         subtitles = [s.index for s in src.streams if s.type == "subtitle"]
         located = set() if self.cfg.keep_metadata or not subtitles else located_subtitles(demuxer.path, subtitles)
@@ -353,7 +354,26 @@ class VideoWriter:
                 except (av.error.FFmpegError, ValueError, TypeError) as exc:
                     self._drop(desc, f"re-encoding failed ({exc})")
                     continue
-            self._drop(desc, f"the {self.out.format.name} container does not accept {name}")
+            what = name or f"this {s.type} stream"  # a data stream may name no codec
+            self._drop(desc, f"the {self.out.format.name} container does not accept {what}")
+
+    def _copy_chapters(self, src: av.container.InputContainer) -> None:
+        """The input's chapters (marks in the timeline, with their titles; other chapter
+        metadata only with keep_metadata), for the containers that store them."""
+        try:
+            chapters = src.chapters()
+        except (AttributeError, av.error.FFmpegError, ValueError):
+            return
+        if not chapters:
+            return
+        for ch in chapters:
+            ch["metadata"] = {
+                k: v for k, v in ch.get("metadata", {}).items() if self.cfg.keep_metadata or k in _SAFE_STREAM_KEYS
+            }
+        try:
+            self.out.set_chapters(chapters)
+        except (av.error.FFmpegError, ValueError, TypeError) as exc:
+            self.warnings.append(f"the input's {len(chapters)} chapter(s) could not be kept ({exc})")
 
     def _drop(self, desc: str, why: str) -> None:
         self.stats.streams_dropped.append(desc)
