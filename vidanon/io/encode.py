@@ -445,6 +445,11 @@ class VideoWriter:
         if codec in ("libx264", "libx265"):
             # a fixed count, not x264's "auto": the output bytes depend on it
             st.codec_context.thread_count = self.cfg.thread_count()
+            if "x264-params" in opts and "ildct" in opts.get("flags", "") and not self.cfg.threads:
+                # interlaced, x264 on more than one thread wrote other bytes on every run (5 of 5
+                # on a 720p clip; 1 thread: the same every time, and here no slower: 47 against
+                # 42-43 frames/s in blur mode, the other stages taking the second core)
+                st.codec_context.thread_count = 1
         self._to_yuv = self._color_setup(st)
         self._reformatter = VideoReformatter()
         self._palette = None
