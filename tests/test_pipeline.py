@@ -14,7 +14,7 @@ from conftest import decode_rgb, identity_leaks, leaked_faces, sparse_reference,
 
 from vidanon.config import CoverConfig, DetectConfig, PipelineConfig
 from vidanon.detect.yunet import YuNetDetector
-from vidanon.errors import OutputError
+from vidanon.errors import InputError, OutputError
 from vidanon.pipeline import FrameAnonymizer, anonymize_video
 from vidanon.synth import pan_frame, photo, write_frames, write_video
 
@@ -291,6 +291,34 @@ def test_a_photo_keeps_its_colour_profile(tmp_path, detector, src_suffix, dst_su
     anonymize_path(plain, out)
     with image.open(out) as o:
         assert "icc_profile" not in o.info or not o.info["icc_profile"]
+
+
+def test_avif_photos_are_photos_and_heif_ones_are_refused_by_name(tmp_path, detector):
+    """AVIF, which this OpenCV reads and writes, is a photo like any other (a folder of them was
+    left out as "not images"); HEIF (.heic, phones' default), which it cannot read, is refused
+    with what to do, and left out of a folder with the same advice, never guessed at."""
+    import cv2
+
+    from vidanon.pipeline import anonymize_path
+
+    rgb = photo("faceapi-sample5.jpg")
+    ok, avif = cv2.imencode(".avif", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        pytest.skip("this OpenCV writes no AVIF")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.avif").write_bytes(avif.tobytes())
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    (folder / "IMG_0001.HEIC").write_bytes(jpeg.tobytes())  # a name is all it takes
+    s = anonymize_path(folder / "a.avif", tmp_path / "a-out.avif")
+    out = cv2.cvtColor(cv2.imread(str(tmp_path / "a-out.avif")), cv2.COLOR_BGR2RGB)
+    assert s.faces_covered >= 5 and leaked_faces(detector, [rgb], [out]) == []
+    with pytest.raises(InputError, match="HEIF photo cannot be read.*convert to JPEG or PNG"):
+        anonymize_path(folder / "IMG_0001.HEIC", tmp_path / "o.jpg")
+    assert not (tmp_path / "o.jpg").exists()
+    s = anonymize_path(folder, tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.avif"]
+    assert any("1 HEIF photo(s) were left out, e.g. IMG_0001.HEIC" in w for w in s.warnings), s.warnings
 
 
 def test_a_photo_keeps_its_transparency(tmp_path, detector):

@@ -44,8 +44,12 @@ from vidanon.types import BACKFILLED, DETECTED, PREDICTED, STATE_NAMES, FaceDete
 
 log = logging.getLogger("vidanon")
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-ALPHA_SUFFIXES = {".png", ".webp", ".tif", ".tiff"}  # image formats with transparency
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".avif"}
+ALPHA_SUFFIXES = {".png", ".webp", ".tif", ".tiff", ".avif"}  # image formats with transparency
+# phones' HEIF photos, which this OpenCV cannot read: refused by name (as a video, PyAV would
+# take one of their tiles or the thumbnail for the picture)
+HEIF_SUFFIXES = {".heic", ".heif", ".hif"}
+HEIF_ADVICE = "OpenCV here has no HEIF decoder; convert to JPEG or PNG first (keeping the colour profile)"
 _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
 
 ProgressFn = Callable[[int, int], None]
@@ -1119,7 +1123,12 @@ def anonymize_directory(
     check_writable(dst, dst)
     t0 = time.perf_counter()
     total = RunSummary(input=str(src), output=str(dst))
-    others = [p for p in found if p.suffix.lower() not in IMAGE_SUFFIXES]
+    heif = [p for p in found if p.suffix.lower() in HEIF_SUFFIXES]
+    if heif:
+        total.warnings.append(
+            f"{len(heif)} HEIF photo(s) were left out, e.g. {heif[0].relative_to(src)}: {HEIF_ADVICE}"
+        )
+    others = [p for p in found if p.suffix.lower() not in IMAGE_SUFFIXES | HEIF_SUFFIXES]
     if others:
         total.warnings.append(
             f"{len(others)} file(s) that are not images ({', '.join(sorted(IMAGE_SUFFIXES))}) were left out, "
@@ -1151,6 +1160,9 @@ def anonymize_directory(
 def anonymize_path(src: str | Path, dst: str | Path, cfg: PipelineConfig | None = None, **kwargs) -> RunSummary:
     """Dispatches on the input: a folder of images, an image, or a video."""
     src = Path(src)
+    if src.suffix.lower() in HEIF_SUFFIXES and not src.is_dir():
+        check_readable(src)
+        raise InputError(f"{src}: a HEIF photo cannot be read: {HEIF_ADVICE}")
     if src.is_dir() or src.suffix.lower() in IMAGE_SUFFIXES:
         tracks = kwargs.pop("tracks_path", None)
         if src.is_dir():
