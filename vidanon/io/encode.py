@@ -372,7 +372,7 @@ class VideoWriter:
             }
         try:
             self.out.set_chapters(chapters)
-        except (av.error.FFmpegError, ValueError, TypeError) as exc:
+        except (AttributeError, av.error.FFmpegError, ValueError, TypeError) as exc:  # AttributeError: old PyAV
             self.warnings.append(f"the input's {len(chapters)} chapter(s) could not be kept ({exc})")
 
     def _drop(self, desc: str, why: str) -> None:
