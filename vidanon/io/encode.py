@@ -367,9 +367,7 @@ class VideoWriter:
         if not chapters:
             return
         for ch in chapters:
-            ch["metadata"] = {
-                k: v for k, v in ch.get("metadata", {}).items() if self.cfg.keep_metadata or k in _SAFE_STREAM_KEYS
-            }
+            ch["metadata"] = self._kept_meta(ch.get("metadata", {}))
         try:
             self.out.set_chapters(chapters)
         except (AttributeError, av.error.FFmpegError, ValueError, TypeError) as exc:  # AttributeError: old PyAV
@@ -379,10 +377,14 @@ class VideoWriter:
         self.stats.streams_dropped.append(desc)
         self.warnings.append(f"dropped stream {desc}: {why}")
 
+    def _kept_meta(self, metadata: dict) -> dict:
+        """The entries of a stream's or chapter's metadata that the output keeps: the never
+        personal ones (_SAFE_STREAM_KEYS), or all with keep_metadata."""
+        return {k: v for k, v in metadata.items() if self.cfg.keep_metadata or k in _SAFE_STREAM_KEYS}
+
     def _copy_meta(self, src: av.stream.Stream, dst: av.stream.Stream) -> None:
-        for k, v in src.metadata.items():
-            if self.cfg.keep_metadata or k in _SAFE_STREAM_KEYS:
-                dst.metadata[k] = v
+        for k, v in self._kept_meta(src.metadata).items():
+            dst.metadata[k] = v
         try:
             dst.disposition = src.disposition
         except (AttributeError, TypeError, ValueError):
@@ -428,11 +430,12 @@ class VideoWriter:
         if pix != "yuv420p":
             self.warnings.append(f"odd frame size {sw}x{sh}: encoding as {pix} to keep every pixel")
         opts = {}
+        interlaced = codec == "libx264" and info.field_order >= 2
         if codec in ("libx264", "libx265"):
             opts = {"crf": str(self.cfg.crf), "preset": self.cfg.preset}
             if fmt == "avi":  # AVI stores no pts: B-frames' reordered times would be lost
                 opts["bf"] = "0"
-            if codec == "libx264" and info.field_order >= 2:
+            if interlaced:
                 # interlaced in, interlaced out (the fields as they were, marked so that players
                 # deinterlace them): top field first for 2 and 4, bottom first for 3 and 5
                 opts["flags"] = "+ildct+ilme"
@@ -445,10 +448,10 @@ class VideoWriter:
         if codec in ("libx264", "libx265"):
             # a fixed count, not x264's "auto": the output bytes depend on it
             st.codec_context.thread_count = self.cfg.thread_count()
-            if "x264-params" in opts and "ildct" in opts.get("flags", "") and not self.cfg.threads:
+            if interlaced and not self.cfg.threads:
                 # interlaced, x264 on more than one thread wrote other bytes on every run (5 of 5
                 # on a 720p clip; 1 thread: the same every time, and here no slower: 47 against
-                # 42-43 frames/s in blur mode, the other stages taking the second core)
+                # 42-46 frames/s in blur mode, the other stages taking the second core)
                 st.codec_context.thread_count = 1
         self._to_yuv = self._color_setup(st)
         self._reformatter = VideoReformatter()
@@ -523,11 +526,16 @@ class VideoWriter:
         frame.pts = pts
         frame.time_base = self.info.time_base
         if self._palette is not None:
-            self._palette.push(frame)
-            self._mux([p for f in _pulled(self._palette) for p in self.video.encode(f)])
+            self._through_palette(frame)
         else:
             self._mux(self.video.encode(frame))
         self.stats.frames += 1
+
+    def _through_palette(self, frame: av.VideoFrame | None) -> None:
+        """Pushes an RGB frame (None: the end) through the GIF palette graph and encodes
+        whatever frames it gives back."""
+        self._palette.push(frame)
+        self._mux([p for f in _pulled(self._palette) for p in self.video.encode(f)])
 
     def write_packet(self, item: PacketItem) -> None:
         """Remuxes (or re-encodes) a packet of a non-video stream."""
@@ -579,8 +587,7 @@ class VideoWriter:
         """Flushes every encoder and closes the file."""
         try:
             if self._palette is not None:
-                self._palette.push(None)
-                self._mux([p for f in _pulled(self._palette) for p in self.video.encode(f)])
+                self._through_palette(None)  # its last frames
             self._mux(self.video.encode(None))
             for how, ostream, _ in self.map.values():
                 if how == "reencode":
