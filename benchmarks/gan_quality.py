@@ -282,13 +282,17 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--z-count", type=int, default=4, help="z per face for diversity (every pair is compared)")
+    ap.add_argument(
+        "--mask-scale", type=float, default=None, help="covered region = face box x this (default: the CLI's)"
+    )
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    cov = GanCoverer(CoverConfig(mode="gan", checkpoint=args.checkpoint, seed=args.seed))
+    extra = {} if args.mask_scale is None else {"mask_scale": args.mask_scale}
+    cov = GanCoverer(CoverConfig(mode="gan", checkpoint=args.checkpoint, seed=args.seed, **extra))
     det = YuNetDetector(DetectConfig())
     sface = SFace()
     sets = {

@@ -1277,3 +1277,71 @@ def test_the_coverer_gives_donors_in_their_crops_context(tmp_path, monkeypatch, 
         CoverConfig(donor_context=0.5)
     with pytest.raises(ValueError, match="donor_context"):
         replace(DONOR, donor_face_only=True, donor_context=1.5)
+
+
+def _fine(img: np.ndarray, sigma: float) -> np.ndarray:
+    f = img.astype(np.float32)
+    return f - cv2.GaussianBlur(f, (0, 0), sigma)
+
+
+def test_donor_detail_is_the_donors_and_the_light_the_generators(photo_faces):
+    """`align.with_donor_detail`: inside the donor's face and the mask, the fine bands are the
+    donor's and the coarse ones (the face's colour) the generated crop's; elsewhere the crop
+    is as generated."""
+    img, faces = photo_faces
+    crops = align.make_crops(img, faces.xyxy[:2], faces.landmarks[:2], 64, 1.75, 1.3)
+    mask, points = crops.masks[0], crops.points[0]
+    face = crops.images[1]  # another real face, framed the same way
+    # a soft, dim ghost of it over the crop's own colours: what the generator gives
+    ghost = cv2.GaussianBlur(face, (0, 0), 3).astype(np.float32) * 0.3 + crops.images[0] * 0.7
+    donor = np.clip(face.astype(int) + [-50, 0, 60], 0, 255).astype(np.uint8)  # as drawn: other light
+    out = np.where(mask[..., None] > 0, ghost, crops.images[0]).round().astype(np.uint8)
+    sharp = align.with_donor_detail(out, donor, points, mask, 5.0)
+    assert sharp.shape == out.shape and sharp.dtype == np.uint8
+    changed = np.abs(sharp.astype(int) - out).max(-1) > 0
+    assert not changed[mask == 0].any()  # known pixels as they were
+    inner = (align.face_alpha(points, 64, align.DETAIL_GROW) > 0.95) & (mask > 0)
+    assert inner.sum() > 300
+    fine = [_fine(x, 1.5)[inner].ravel() for x in (out, sharp, donor)]
+    assert np.corrcoef(fine[1], fine[2])[0, 1] > 0.9 > np.corrcoef(fine[0], fine[2])[0, 1] + 0.3
+    # the face's colour and light stay the generator's, not the donor's
+    assert np.abs(donor[inner].mean(0) - out[inner].mean(0))[[0, 2]].min() > 40  # the donor's cast
+    assert (np.abs(sharp[inner].mean(0) - out[inner].mean(0)) < 8).all()  # is not passed on
+    assert np.array_equal(align.with_donor_detail(out, donor, points, np.zeros_like(mask), 5.0), out)
+
+
+@needs_teacher
+def test_the_coverer_adds_the_donors_detail(tmp_path, monkeypatch, photo_faces):
+    """`CoverConfig.donor_detail` is applied to a donor generator's output, with the donor it
+    was given; 0 (the default) leaves the output as the network made it."""
+    img, faces = photo_faces
+    path = tmp_path / "donor.pt"
+    net = _net(DONOR)
+    save_checkpoint(path, net.cfg, net.state_dict())
+    seen = []
+    real = align.with_donor_detail
+
+    def spy(out, donor, points, mask, sigma):
+        seen.append((donor.copy(), sigma))
+        return real(out, donor, points, mask, sigma)
+
+    monkeypatch.setattr(align, "with_donor_detail", spy)
+    outs = {}
+    for sigma in (0.0, 5.0):
+        cov = _coverer(path, seed=3, identity_guard=False, donor_detail=sigma)
+        outs[sigma] = cov.cover(img, faces, 0)
+    assert len(seen) == len(faces) and all(s == 5.0 for _, s in seen)
+    drawn = cov.donors.crops(latents_for_faces(3, faces.track_id, net.cfg.z_dim, 0, False), None)
+    assert all(np.array_equal(d, drawn[i]) for i, (d, _) in enumerate(seen))
+    diff = np.abs(outs[5.0].astype(int) - outs[0.0]).max(-1) > 0
+    assert diff.sum() > 100
+    inside = np.zeros(diff.shape, bool)
+    for box in faces.xyxy:  # the face box grown by a fifth: the face, not its surroundings
+        c, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) * 0.6
+        x1, y1 = np.maximum(c - half, 0).astype(int)
+        x2, y2 = (c + half).astype(int)
+        inside[y1:y2, x1:x2] = True
+    assert diff[inside].sum() > 0.95 * diff.sum()
+    assert CoverConfig().donor_detail == 0.0
+    with pytest.raises(ValueError, match="donor_detail"):
+        CoverConfig(donor_detail=-1)

@@ -190,6 +190,31 @@ def in_context(donor: np.ndarray, points: np.ndarray, crop: np.ndarray, mask: np
     return np.clip(donor * alpha + fill * (1 - alpha), 0, 255).round().astype(np.uint8)
 
 
+# `with_donor_detail`: the donor's face is taken down to this feature size (the Gaussian's
+# sigma, in pixels of a 64 px crop), the generator's output below it; the face region is
+# grown by DETAIL_GROW about the donor's landmarks so that the jaw and brow come along.
+DETAIL_GROW = 1.1
+
+
+def with_donor_detail(
+    out: np.ndarray, donor: np.ndarray, points: np.ndarray, mask: np.ndarray, sigma: float
+) -> np.ndarray:
+    """A generated crop (r, r, 3) uint8 with its face's detail taken from the donor it was
+    drawn from: inside the donor's face region (`face_alpha` of its landmarks `points`,
+    grown by DETAIL_GROW) and the replaced region (`mask`, 1 where replaced), the bands
+    finer than a Gaussian of `sigma` (64 px crop pixels, scaled with the resolution) come
+    from the donor, the coarser ones (colour, light, shading) from the generator. The
+    generator draws the donor's face where the donor has it, but soft and at low contrast;
+    the donor's own detail is sharp and carries no colour of its own, so the face keeps the
+    light of its context. Pixels outside the mask are returned as they are. A new array."""
+    r = out.shape[0]
+    s = sigma * r / 64
+    alpha = (face_alpha(points, r, DETAIL_GROW) * mask)[..., None]
+    o, d = out.astype(np.float32), donor.astype(np.float32)
+    detailed = cv2.GaussianBlur(o, (0, 0), s) + d - cv2.GaussianBlur(d, (0, 0), s)
+    return np.clip(o + alpha * (detailed - o), 0, 255).round().astype(np.uint8)
+
+
 def face_only(crop: np.ndarray, points: np.ndarray) -> np.ndarray:
     """A donor crop with everything but its face (`face_alpha`) turned mid-grey, so that a
     generator can take the face from it and nothing of its hair or background."""

@@ -216,20 +216,21 @@ class GanCoverer:
         mask = torch.from_numpy(crops.masks)[:, None].to(dev)
         heat = torch.from_numpy(crops.heatmaps).to(dev)
         img, mask, heat = (t.contiguous(memory_format=torch.channels_last) for t in (img, mask, heat))
-        donor = None
+        donor = drawn = own = None
         if self.donors is not None:
             points = crops.points if self.gcfg.donor_warp else None
             drawn = self.donors.crops(z, points)
+            own = points if points is not None else self.donors.points(z)
             grow = self.gcfg.donor_context if self.cfg.donor_context is None else self.cfg.donor_context
+            given = drawn
             if grow > 0 and not self.gcfg.donor_face_only:
-                own = points if points is not None else self.donors.points(z)
-                drawn = np.stack(
+                given = np.stack(
                     [
                         align.in_context(drawn[i], own[i], crops.images[i], crops.masks[i], grow)
                         for i in range(len(drawn))
                     ]
                 )
-            donor = from_uint8(drawn, dev).contiguous(memory_format=torch.channels_last)
+            donor = from_uint8(given, dev).contiguous(memory_format=torch.channels_last)
         z = z.to(dev)
         if dev.type == "cuda":
             with torch.autocast("cuda", dtype=torch.float16):
@@ -240,7 +241,11 @@ class GanCoverer:
         else:
             out = self.net(img, mask, heat, z, donor)
         out = ((out.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return out.permute(0, 2, 3, 1).cpu().numpy()
+        out = out.permute(0, 2, 3, 1).cpu().numpy()
+        if drawn is not None and self.cfg.donor_detail > 0:
+            for i in range(len(out)):
+                out[i] = align.with_donor_detail(out[i], drawn[i], own[i], crops.masks[i], self.cfg.donor_detail)
+        return out
 
     def _map(self, fn, n: int) -> list:
         """[fn(0), ..., fn(n - 1)], on the face pool when there is one and more than one face."""
