@@ -1345,3 +1345,36 @@ def test_the_coverer_adds_the_donors_detail(tmp_path, monkeypatch, photo_faces):
     assert CoverConfig().donor_detail == 0.0
     with pytest.raises(ValueError, match="donor_detail"):
         CoverConfig(donor_detail=-1)
+
+
+def test_a_held_face_over_a_flat_region_gets_the_filter(tiny_ckpt, photo_faces):
+    """A face the detector did not find in this frame gets a generated face unless its crop shows
+    nothing (a flat bar in front of it): there it gets the fallback filter, covered either way.
+    Detected faces, held faces in view and held faces behind something textured (which may be
+    the face, turned: the generated face hides it better than the filter) are generated."""
+    from vidanon.types import PREDICTED
+
+    img, faces = photo_faces
+    n = len(faces)
+    held = FaceDetections(faces.xyxy, faces.score, faces.landmarks, faces.track_id, np.full(n, PREDICTED, np.int8))
+
+    def boxed(image, k, grow=1.3):
+        c, half = (faces.xyxy[k, :2] + faces.xyxy[k, 2:]) / 2, (faces.xyxy[k, 2:] - faces.xyxy[k, :2]) * grow / 2
+        x1, y1 = np.maximum(c - half, 0).astype(int)
+        x2, y2 = (c + half).astype(int)
+        return image[y1:y2, x1:x2]
+
+    cov = _coverer(tiny_ckpt, seed=3, identity_guard=False)
+    p = cov.prepare(img, held, 0)  # held, in view
+    assert list(p.big) == list(range(n)) and len(p.small) == 0
+    barred, striped = img.copy(), img.copy()
+    boxed(barred, 0)[:] = 128  # a flat bar over face 0
+    patch = boxed(striped, 0)  # a striped sleeve over it
+    yy, xx = np.mgrid[: patch.shape[0], : patch.shape[1]]
+    patch[:] = np.where(((xx + yy) // 6) % 2 == 0, 60, 200)[..., None].astype(np.uint8)
+    p = cov.prepare(barred, held, 1)
+    assert list(p.small) == [0] and list(p.big) == list(range(1, n))
+    out = cov.finish(p)
+    assert np.array_equal(boxed(out, 0, 1.0), boxed(apply_filter(barred, held[:1], cov.cfg, mode="blur"), 0, 1.0))
+    assert list(cov.prepare(barred, faces, 2).big) == list(range(n))  # found there: never second-guessed
+    assert list(cov.prepare(striped, held, 3).big) == list(range(n))
