@@ -19,10 +19,12 @@ With --write it replaces the "Leaks across seeds" section of benchmarks/RESULTS.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import platform
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,33 +40,39 @@ from vidanon.pipeline import anonymize_video  # noqa: E402
 SECTION = "Leaks across seeds"
 
 
+def run_one(src: Path, n: int, seed: int, work: Path, checkpoint: str | None = None) -> dict:
+    """One sample anonymized at one --detect-every and seed, measured by `vidanon bench`."""
+    cfg = PipelineConfig(detect=DetectConfig(every=n), cover=CoverConfig(mode="gan", seed=seed, checkpoint=checkpoint))
+    dst = work / f"{src.stem}.{n}.{seed}.mp4"
+    anonymize_video(src, dst, cfg, overwrite=True)
+    r = run_bench(src, dst)
+    return {
+        "sample": src.name,
+        "every": n,
+        "seed": seed,
+        "leaks": r.leak.count,
+        "leak_frames": list(r.leak.frames),
+        "frames": r.frames,
+        "above": r.privacy.share_at_or_above or 0.0,
+        "privacy_max": r.privacy.max,
+        "realism": r.realism.share,
+    }
+
+
 def run(
     samples: list[Path], seeds: list[int], everies: list[int], work: Path, checkpoint: str | None = None
 ) -> list[dict]:
+    """Every run in a fresh process: x264 in PyAV writes other bytes for the same frames after
+    other encodes in one process (benchmarks/stress.py), so a run's figures would depend on the
+    runs before it."""
     rows = []
-    for src in samples:
-        for n in everies:
-            for seed in seeds:
-                cfg = PipelineConfig(
-                    detect=DetectConfig(every=n), cover=CoverConfig(mode="gan", seed=seed, checkpoint=checkpoint)
-                )
-                dst = work / f"{src.stem}.{n}.{seed}.mp4"
-                print(f"[{src.name}] every {n}, seed {seed} ...", file=sys.stderr, flush=True)
-                anonymize_video(src, dst, cfg, overwrite=True)
-                r = run_bench(src, dst)
-                rows.append(
-                    {
-                        "sample": src.name,
-                        "every": n,
-                        "seed": seed,
-                        "leaks": r.leak.count,
-                        "leak_frames": r.leak.frames,
-                        "frames": r.frames,
-                        "above": r.privacy.share_at_or_above or 0.0,
-                        "privacy_max": r.privacy.max,
-                        "realism": r.realism.share,
-                    }
-                )
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=1) as pool:
+        for src in samples:
+            for n in everies:
+                for seed in seeds:
+                    print(f"[{src.name}] every {n}, seed {seed} ...", file=sys.stderr, flush=True)
+                    rows.append(pool.submit(run_one, src, n, seed, work, checkpoint).result())
     return rows
 
 
