@@ -191,6 +191,9 @@ class GanCoverer:
         if self.gcfg.donor:
             g = self.gcfg
             self.donors = DonorFaces(g.resolution, g.crop_factor, self.device, g.fill_padding, g.donor_face_only)
+        # the face's region in every aligned crop (`_hidden`)
+        r = self.gcfg.resolution
+        self.face_region = align.face_region(align.template(r, self.gcfg.crop_factor), r) > 0
         # crops and paste-back warps of several faces in parallel (OpenCV releases the GIL);
         # only on machines with cores to spare beside decode, detection and encode
         workers = face_workers(cfg.face_workers)
@@ -204,7 +207,6 @@ class GanCoverer:
         self.unsafe: set[int] = set()  # tracks whose last check found no z unlike the person: filtered
         self.generated: dict[int, int] = {}  # track -> frame its face was last generated (regenerate_every)
         self.best_score: dict[int, float] = {}  # track -> its best detection score (`_sure`)
-        self._look_region: np.ndarray | None = None  # the template's face region (`_hidden`)
         # seconds spent in each part of `cover` (crops and donors, the network, the identity
         # guard, the temporal blend, the paste-back and the leftover filter), summed over frames;
         # `benchmarks/speed.py` prints them per frame, so a slow cover stage says which part it is
@@ -232,10 +234,12 @@ class GanCoverer:
         if self.donors is not None:
             points = crops.points if self.gcfg.donor_warp else None
             drawn = self.donors.crops(z, points)
-            own = points if points is not None else self.donors.points(z)
             grow = self.gcfg.donor_context if self.cfg.donor_context is None else self.cfg.donor_context
+            context = grow > 0 and not self.gcfg.donor_face_only
+            if context or self.cfg.donor_detail > 0:  # both place by the donor's landmarks
+                own = points if points is not None else self.donors.points(z)
             given = drawn
-            if grow > 0 and not self.gcfg.donor_face_only:
+            if context:
                 given = np.stack(
                     [
                         align.in_context(drawn[i], own[i], crops.images[i], crops.masks[i], grow)
@@ -559,13 +563,11 @@ class GanCoverer:
     def _hidden(self, faces: FaceDetections, crops: align.Crops) -> np.ndarray:
         """(n,) bool: faces not detected in this frame whose crop shows nothing there (its face
         region flat, HIDDEN_FLAT)."""
-        r = crops.images.shape[1]
-        if self._look_region is None or self._look_region.shape[0] != r:
-            self._look_region = align.face_region(align.template(r, self.gcfg.crop_factor), r) > 0
+        r = self.gcfg.resolution
         hidden = np.zeros(len(faces), bool)
         for i in np.flatnonzero(faces.state != DETECTED):
             grey = cv2.cvtColor(crops.images[i], cv2.COLOR_RGB2GRAY).astype(np.float32)
-            hidden[i] = cv2.GaussianBlur(grey, (0, 0), r / 64)[self._look_region].std() < HIDDEN_FLAT
+            hidden[i] = cv2.GaussianBlur(grey, (0, 0), r / 64)[self.face_region].std() < HIDDEN_FLAT
         return hidden
 
     def prepare(self, frame: np.ndarray, faces: FaceDetections, frame_index: int) -> Prepared:
@@ -589,12 +591,12 @@ class GanCoverer:
                 bool,
             )
         p = Prepared(frame, faces, np.flatnonzero(generated), np.flatnonzero(~generated))
-        secs, t0 = self.seconds, time.perf_counter()
-        gfaces = faces[p.big]
-        crops = self._crops(frame, gfaces) if len(p.big) else None
         if len(p.big):
+            secs, t0 = self.seconds, time.perf_counter()
+            gfaces = faces[p.big]
+            crops = self._crops(frame, gfaces)
             hidden = self._hidden(gfaces, crops)
-            if hidden.any():
+            if hidden.any():  # the fallback filter instead (HIDDEN_FLAT)
                 p.small = np.sort(np.concatenate([p.small, p.big[hidden]]))
                 p.big, gfaces = p.big[~hidden], gfaces[~hidden]
                 crops = crops.take(np.flatnonzero(~hidden))
