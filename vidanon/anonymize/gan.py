@@ -71,16 +71,82 @@ OWN_ALIGN_SAME = 0.03  # landmarks this close (share of the face's height) align
 GUARD_RECHECK_EXIT = 0.1  # a track is also checked again once this much more of its cover left the frame
 GUARD_REAL = 0.7  # YuNet score a new track's generated face should reach (the detection threshold is 0.5)
 GUARD_REAL_ORIGINAL = 0.8  # ... where the original scores this or more
+GUARD_NOISY = (
+    2.5  # grey noise sigma around a face (`noise_sigma`) from which the guard reads the original through noise draws
+)
+GUARD_NOISE_DRAWS = 4  # ... how many (`_noise_draws`)
+GUARD_SETTLE = 3  # checks at which a track first seen noisy tries every z (`_settle`)
+GUARD_SETTLE_GAP = 2  # ... frames apart
+NOISE_WINDOW = 256  # px: the least side of the square `noise_sigma` measures
+_LAPLACE = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 
 
-def _rank(cos: float, score: float) -> tuple[bool, float, float]:
+def _around(xyxy: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
+    """A face's box grown by its own width and height on every side, inside the frame."""
+    x0, y0, x1, y1 = np.asarray(xyxy, np.float64)
+    bw, bh = x1 - x0, y1 - y0
+    return int(max(0, x0 - bw)), int(max(0, y0 - bh)), int(min(width, x1 + bw)), int(min(height, y1 + bh))
+
+
+def noise_sigma(img: np.ndarray, xyxy: np.ndarray) -> float:
+    """The sensor noise's grey sigma around a face: Immerkaer's Laplacian-difference mask (its
+    response to white noise of sigma s has sigma 6 s), its absolute response's lower quartile
+    (0.319 of that sigma) over a square around the face of three times its size, and at
+    least NOISE_WINDOW px: the quartile is set by the window's flattest parts, so hair, skin
+    and edges, which a small face's window is mostly made of, count little. The samples and
+    photos read 0-0.7, stress.py's clean scenes (photos through x264, dimmed to 0.12 in
+    `dark`) 0-2.1, its dim, noisy one (white noise of sigma 12 on a quarter of the light)
+    4.3-5.1, and noise of sigma 8 on 0.35 of the light 2.7-4.7."""
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = np.asarray(xyxy, np.float64)
+    half = max(1.5 * max(x1 - x0, y1 - y0), NOISE_WINDOW / 2)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    wx0, wy0, wx1, wy1 = int(max(0, cx - half)), int(max(0, cy - half)), int(min(w, cx + half)), int(min(h, cy + half))
+    if wx1 - wx0 < 5 or wy1 - wy0 < 5:
+        return 0.0
+    window = np.ascontiguousarray(img[wy0:wy1, wx0:wx1], np.float32)
+    r = cv2.filter2D(cv2.cvtColor(window, cv2.COLOR_RGB2GRAY), -1, _LAPLACE)[1:-1, 1:-1]
+    return float(np.percentile(np.abs(r), 25) / (0.3186 * 6.0))
+
+
+@dataclass
+class _Draws:
+    """The identity guard's noise draws (`GanCoverer._noise_draws`): per draw, the noise field
+    added to the window around each noisy face (the same field on the original and on the
+    candidate, whose pixels outside the generated face are the original's, as in the output),
+    the face found again in the noisy original and SFace's embedding of it there."""
+
+    faces: list[int]  # the noisy faces, by index
+    fields: list[dict[int, tuple[tuple[int, int, int, int], np.ndarray]]] = field(default_factory=list)
+    at: dict = field(default_factory=dict)  # (face, "noise k") -> one-row detection
+    originals: dict = field(default_factory=dict)  # (face, "noise k") -> the original's embedding
+
+    def apply(self, img: np.ndarray, k: int) -> np.ndarray:
+        out = img.copy()
+        for (x0, y0, x1, y1), noise in self.fields[k].values():
+            out[y0:y1, x0:x1] = np.clip(np.rint(img[y0:y1, x0:x1] + noise), 0, 255).astype(np.uint8)
+        return out
+
+    def readings(self, embed, cand: np.ndarray, active: list[int]) -> dict[int, list[float]]:
+        """Each active noisy face's cosine in each draw: the original and the candidate with the
+        draw's noise, both aligned where the face was found in the noisy original."""
+        out = {i: [] for i in active if i in self.faces}
+        for k in range(len(self.fields)):
+            at = {(i, f"noise {k}"): self.at[(i, f"noise {k}")] for i in out}
+            for (i, name), e in embed(self.apply(cand, k), at).items():
+                out[i].append(float(np.sum(self.originals[(i, name)] * e)))
+        return out
+
+
+def _rank(cos: float, score: float, mean: float | None = None) -> tuple[bool, float, float]:
     """The identity guard's order of a track's candidate faces, best first: not too like the
     original (SFace cosine under GUARD_COSINE); then found by YuNet (its score, counted up to
-    GUARD_REAL: its shortfall below that); then the least like the original. Among faces too
-    like the original only the cosine counts: a face found by YuNet is no better for that."""
+    GUARD_REAL: its shortfall below that); then the least like the original (`mean`, the mean
+    cosine over a noisy face's noise draws, where given). Among faces too like the original
+    only the cosine counts: a face found by YuNet is no better for that."""
     if cos >= GUARD_COSINE:
         return (True, 0.0, cos)
-    return (False, max(0.0, GUARD_REAL - score), cos)
+    return (False, max(0.0, GUARD_REAL - score), cos if mean is None else mean)
 
 
 EYE_MARGIN = 0.1  # share of a face's height by which both eyes must lie inside the frame for a generated face
@@ -205,6 +271,10 @@ class GanCoverer:
         self.checked: dict[int, tuple[int, float, bool]] = {}
         self.judged: set[int] = set()  # tracks whose realism was judged (`_guard`)
         self.unsafe: set[int] = set()  # tracks whose last check found no z unlike the person: filtered
+        # noisy new tracks: their readings per z (redraw -> [highest, sum of means, checks]) and
+        # the frames of their settling checks (`_settle`)
+        self.settle: dict[int, dict[int, list]] = {}
+        self.settle_checks: dict[int, list[int]] = {}
         self.generated: dict[int, int] = {}  # track -> frame its face was last generated (regenerate_every)
         self.best_score: dict[int, float] = {}  # track -> its best detection score (`_sure`)
         # seconds spent in each part of `cover` (crops and donors, the network, the identity
@@ -350,6 +420,7 @@ class GanCoverer:
         # face 3-5 px off, where SFace read 0.19-0.20 for a face it read 0.36-0.46 at the detection's
         raw = self._apart(self._find(frame, faces, todo), faces)
         e_orig = self._embed(frame, _places(faces, todo, raw=raw))
+        draws = self._noise_draws(frame, faces, todo, frame_index)
         gen = gen.copy()
         # realism is judged at a track's first check at a detected face, where its fake identity
         # is chosen, if YuNet is sure of the original there (GUARD_REAL_ORIGINAL)
@@ -360,6 +431,23 @@ class GanCoverer:
             for i in todo
         }
         self.judged.update(int(faces.track_id[i]) for i in todo if faces.state[i] == DETECTED)
+        # a new track in noisy footage tries every z at its first GUARD_SETTLE checks and keeps
+        # the one least like the original over them (`_settle`)
+        explore = {}
+        for i in todo:
+            t = int(faces.track_id[i])
+            if t not in self.checked and i in draws.faces:
+                self.settle[t] = {}
+            explore[i] = t in self.settle and len(self.settle_checks.get(t, ())) < GUARD_SETTLE
+            if explore[i]:
+                self.settle_checks.setdefault(t, []).append(frame_index)
+        # the z each exploring track tries, in order: the one it shows, then the others
+        order = {
+            i: [shown_r] + [r for r in range(GUARD_REDRAWS + 1) if r != shown_r]
+            for i in todo
+            if explore[i]
+            for shown_r in [self.redraws.get(int(faces.track_id[i]), 0)]
+        }
         worst = (True, 1.0, 2.0)  # above any `_rank`
         best = {i: (worst, gen[i], self.redraws.get(int(faces.track_id[i]), 0)) for i in todo}
         shown = {i: best[i][2] for i in todo}  # the z each track showed before this check
@@ -377,6 +465,7 @@ class GanCoverer:
                     _blend(cand, part)
             gen_found = self._find(cand, faces, active)
             e_cand = self._embed(cand, _places(faces, active, raw=raw, own=self._apart(gen_found, faces)))
+            noisy = draws.readings(self._embed, cand, active)
             alike = []
             for i in active:
                 # fail closed, as `vidanon bench` counts a leak: the highest cosine of the original
@@ -385,16 +474,26 @@ class GanCoverer:
                 origs = [e for (j, _), e in e_orig.items() if j == i]
                 views = [e for (j, _), e in e_cand.items() if j == i]
                 cos = max(float(np.sum(a * b)) for a in origs for b in views)
+                # a noisy face: also the highest over the noise draws, and ranked by their mean
+                mean = cos
+                if noisy.get(i):
+                    cos, mean = max(cos, *noisy[i]), float(np.mean(noisy[i]))
                 score = float(gen_found[i].score[0]) if i in gen_found else 0.0
-                rank = _rank(cos, score if judge[i] else 1.0)
+                if explore[i]:  # over this track's settling checks so far
+                    cos, mean = self._settle(int(faces.track_id[i]), order[i][attempt], cos, mean)
+                rank = _rank(cos, score if judge[i] else 1.0, mean)
                 if rank < best[i][0]:
                     best[i] = (rank, gen[i].copy(), self.redraws.get(int(faces.track_id[i]), 0))
-                if cos >= GUARD_COSINE or rank[1] > 0.0:
+                if cos >= GUARD_COSINE or rank[1] > 0.0 or explore[i]:
                     alike.append(i)
             if not alike or attempt == GUARD_REDRAWS:
                 break
             for i in alike:
                 t = int(faces.track_id[i])
+                if explore[i]:
+                    self.redraws[t] = order[i][attempt + 1]
+                    self.tried[t] = max(self.tried.get(t, 0), self.redraws[t])
+                    continue
                 # the next z never tried for this track (a later check goes on past earlier tries)
                 self.redraws[t] = self.tried[t] = max(self.redraws.get(t, 0), self.tried.get(t, 0)) + 1
             idx = np.array(alike)
@@ -417,6 +516,54 @@ class GanCoverer:
                 self.unsafe.discard(t)
         return gen
 
+    def _noise_draws(self, frame: np.ndarray, faces: FaceDetections, todo: list[int], frame_index: int) -> _Draws:
+        """GUARD_NOISE_DRAWS other frames of a noisy scene, for the faces of `todo` whose noise
+        (`noise_sigma`) is GUARD_NOISY or more (`_Draws`). Where the footage is noisy, one
+        frame's reading of the original says little about the next one's: stress.py's dim,
+        noisy scene read a person 0.74 like himself a frame later and two different people
+        0.30-0.43 alike, and a generated face the guard read 0.105 was read 0.04-0.40 over its
+        frames by `vidanon bench` (3 leak frames). Each draw adds white noise of the sigma
+        measured around the face to the window around it, and finds the face there again with
+        YuNet, as `vidanon bench` finds it in each frame: its landmarks move with the noise,
+        and that moves SFace's reading more than the noise itself (read at the tracked
+        landmarks the draws spread 0.035 around 0.20, re-found 0.05 around 0.24, against
+        bench's 0.10 around 0.21). Seeded by (seed, frame): a run gives the same bytes."""
+        h, w = frame.shape[:2]
+        sigmas = {i: noise_sigma(frame, faces.xyxy[i]) for i in todo}
+        noisy = [i for i in todo if sigmas[i] >= GUARD_NOISY]
+        draws = _Draws(noisy)
+        if not noisy:
+            return draws
+        rng = np.random.default_rng([self.cfg.seed % 2**64, frame_index])
+        for k in range(GUARD_NOISE_DRAWS):
+            fields = {}
+            for i in noisy:
+                x0, y0, x1, y1 = rect = _around(faces.xyxy[i], w, h)
+                fields[i] = (rect, rng.normal(0.0, sigmas[i], (y1 - y0, x1 - x0, 3)).astype(np.float32))
+            draws.fields.append(fields)
+            img = draws.apply(frame, k)
+            found = self._find(img, faces, noisy)
+            at = {(i, f"noise {k}"): found.get(i, faces[i : i + 1]) for i in noisy}
+            draws.at.update(at)
+            draws.originals.update(self._embed(img, at))
+        return draws
+
+    def _settle(self, track_id: int, redraw: int, cos: float, mean: float) -> tuple[float, float]:
+        """A noisy new track's reading of one z at one of its settling checks, folded into the
+        readings of that z at its earlier ones: (the highest cosine, the mean of the means).
+        In noisy footage a frame's readings, noise draws and all, can be unlike the next
+        frames': stress-like scenes (dim, noise of sigma 8, x264) read a z 0.09 on average over
+        the draws on a track's first frame, an I-frame noisier than the P-frames after it, and
+        `vidanon bench` read that z 0.30-0.44 over the next 25 frames. So a track whose first
+        check is noisy tries every z at GUARD_SETTLE checks GUARD_SETTLE_GAP frames apart, and
+        keeps the z least like the original on average over them that none of them found too
+        alike. Its fake identity may change in these first frames: privacy before consistency."""
+        acc = self.settle[track_id].setdefault(redraw, [cos, 0.0, 0])
+        acc[0] = max(acc[0], cos)
+        acc[1] += mean
+        acc[2] += 1
+        return acc[0], acc[1] / acc[2]
+
     def _check_due(self, track_id: int, frame_index: int, visible: float, state: int) -> bool:
         """Whether the identity guard checks this track's face in this frame (`_guard`): a new
         track, GUARD_RECHECK frames after its last check, GUARD_RECHECK_EXIT more of it out of
@@ -431,6 +578,11 @@ class GanCoverer:
             or frame_index - last[0] >= GUARD_RECHECK
             or last[1] - visible >= GUARD_RECHECK_EXIT
             or (not last[2] and state == DETECTED)
+            or (
+                track_id in self.settle
+                and len(self.settle_checks.get(track_id, ())) < GUARD_SETTLE
+                and frame_index - last[0] >= GUARD_SETTLE_GAP
+            )
         )
 
     def _held(
@@ -470,10 +622,7 @@ class GanCoverer:
         scale = min(1.0, self.guard_detector.cfg.max_size / max(h, w))
         out = {}
         for i in active:
-            x0, y0, x1, y1 = faces.xyxy[i].astype(np.float64)
-            bw, bh = x1 - x0, y1 - y0
-            wx0, wy0 = int(max(0, x0 - bw)), int(max(0, y0 - bh))
-            wx1, wy1 = int(min(w, x1 + bw)), int(min(h, y1 + bh))
+            wx0, wy0, wx1, wy1 = _around(faces.xyxy[i], w, h)
             if (wx1 - wx0) * scale < 16 or (wy1 - wy0) * scale < 16:
                 continue
             window = np.ascontiguousarray(img[wy0:wy1, wx0:wx1])
