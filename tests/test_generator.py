@@ -1155,7 +1155,8 @@ def _other_person(faces, every, seed: int, dim: int):
 def test_identity_guard_reads_a_noisy_face_through_noise_draws(tiny_ckpt, photo_faces, monkeypatch):
     """In noisy footage one frame's SFace reading says little about the next (stress.py dim_noisy:
     a fake face read 0.105 at its check leaked at 0.40 frames later). Where the noise around a
-    face reaches GUARD_NOISY, the guard also reads it through noise draws, and a new track
+    face reaches GUARD_NOISY, the guard also reads it through noise draws, holds it to the lower
+    GUARD_NOISY_COSINE (its readings spread more from frame to frame), and a new track
     tries every z at GUARD_SETTLE checks GUARD_SETTLE_GAP frames apart and keeps the one least
     like the original over them, none of them finding it too alike; a clean face is read once
     and keeps its first z that passes. Seeded: the same run, the same bytes."""
@@ -1171,7 +1172,11 @@ def test_identity_guard_reads_a_noisy_face_through_noise_draws(tiny_ckpt, photo_
     draws: list[dict] = []
     rank, readings = gan_mod._rank, gan_mod._Draws.readings
     monkeypatch.setattr(
-        gan_mod, "_rank", lambda cos, score, mean=None: ranks.append((cos, mean)) or rank(cos, score, mean)
+        gan_mod,
+        "_rank",
+        lambda cos, score, mean=None, limit=gan_mod.GUARD_COSINE: (
+            ranks.append((cos, mean, limit)) or rank(cos, score, mean, limit)
+        ),
     )
     monkeypatch.setattr(gan_mod._Draws, "readings", lambda self, *a: draws.append(readings(self, *a)) or draws[-1])
 
@@ -1202,12 +1207,16 @@ def test_identity_guard_reads_a_noisy_face_through_noise_draws(tiny_ckpt, photo_
             assert all(len(d) == n and all(len(v) == gan_mod.GUARD_NOISE_DRAWS for v in d.values()) for d in draws)
             for i, t in enumerate(int(t) for t in faces.track_id):
                 order = [shown[t]] + [r for r in range(tries) if r != shown[t]]
-                for r, (cos, mean) in zip(order, ranks[i::n]):
+                for r, (cos, mean, limit) in zip(order, ranks[i::n]):
+                    assert limit == gan_mod.GUARD_NOISY_COSINE
                     seen[t].setdefault(r, []).append((cos, mean))
                     # folded over the checks: the highest cosine and the mean of the means
                     assert cos == max(c for c, _ in seen[t][r]) and mean <= cos
                 passing = [
-                    (mean, r) for r, v in seen[t].items() if v[-1][0] < gan_mod.GUARD_COSINE for mean in [v[-1][1]]
+                    (mean, r)
+                    for r, v in seen[t].items()
+                    if v[-1][0] < gan_mod.GUARD_NOISY_COSINE
+                    for mean in [v[-1][1]]
                 ]
                 if passing:
                     assert cov.redraws[t] == min(passing)[1] and t not in cov.unsafe
@@ -1226,8 +1235,12 @@ def test_identity_guard_reads_a_noisy_face_through_noise_draws(tiny_ckpt, photo_
     monkeypatch.setattr(cov, "generate", person)
     ranks.clear(), draws.clear()
     cov.cover(img, faces, 0)
-    assert all(d == {} for d in draws) and all(mean == cos for cos, mean in ranks)  # clean: read once
-    assert all(cov.redraws[int(t)] == 0 for (cos, _), t in zip(ranks[:n], faces.track_id) if cos < gan_mod.GUARD_COSINE)
+    assert all(d == {} for d in draws) and all(
+        mean == cos and limit == gan_mod.GUARD_COSINE for cos, mean, limit in ranks
+    )  # clean: read once
+    assert all(
+        cov.redraws[int(t)] == 0 for (cos, _, _), t in zip(ranks[:n], faces.track_id) if cos < gan_mod.GUARD_COSINE
+    )
     ranks.clear()
     cov.cover(img, faces, gan_mod.GUARD_SETTLE_GAP)
     assert ranks == []  # and not settled
