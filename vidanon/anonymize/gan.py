@@ -440,8 +440,8 @@ class GanCoverer:
             for i in todo
         }
         self.judged.update(int(faces.track_id[i]) for i in todo if faces.state[i] == DETECTED)
-        # a new track in noisy footage tries every z at its first GUARD_SETTLE checks and keeps
-        # the one least like the original over them (`_settle`)
+        # a new track in noisy footage tries every z at its first GUARD_SETTLE checks (those not
+        # found too alike yet) and keeps the one least like the original over them (`_settle`)
         explore = {}
         for i in todo:
             t = int(faces.track_id[i])
@@ -450,13 +450,13 @@ class GanCoverer:
             explore[i] = t in self.settle and len(self.settle_checks.get(t, ())) < GUARD_SETTLE
             if explore[i]:
                 self.settle_checks.setdefault(t, []).append(frame_index)
-        # the z each exploring track tries, in order: the one it shows, then the others
-        order = {
-            i: [shown_r] + [r for r in range(GUARD_REDRAWS + 1) if r != shown_r]
-            for i in todo
-            if explore[i]
-            for shown_r in [self.redraws.get(int(faces.track_id[i]), 0)]
-        }
+        # the z each exploring track tries, in order: the one it shows, then the others that no
+        # earlier settling check found too alike
+        order = {}
+        for i in (i for i in todo if explore[i]):
+            t = int(faces.track_id[i])
+            now = self.redraws.get(t, 0)
+            order[i] = [now] + [r for r in range(GUARD_REDRAWS + 1) if r != now and self._in_running(t, r)]
         worst = (True, 1.0, 2.0)  # above any `_rank`
         best = {i: (worst, gen[i], self.redraws.get(int(faces.track_id[i]), 0)) for i in todo}
         shown = {i: best[i][2] for i in todo}  # the z each track showed before this check
@@ -495,7 +495,7 @@ class GanCoverer:
                 rank = _rank(cos, score if judge[i] else 1.0, mean, limit)
                 if rank < best[i][0]:
                     best[i] = (rank, gen[i].copy(), self.redraws.get(int(faces.track_id[i]), 0))
-                if cos >= limit or rank[1] > 0.0 or explore[i]:
+                if (attempt + 1 < len(order[i])) if explore[i] else (cos >= limit or rank[1] > 0.0):
                     alike.append(i)
             if not alike or attempt == GUARD_REDRAWS:
                 break
@@ -566,14 +566,22 @@ class GanCoverer:
         frames': stress-like scenes (dim, noise of sigma 8, x264) read a z 0.09 on average over
         the draws on a track's first frame, an I-frame noisier than the P-frames after it, and
         `vidanon bench` read that z 0.30-0.44 over the next 25 frames. So a track whose first
-        check is noisy tries every z at GUARD_SETTLE checks GUARD_SETTLE_GAP frames apart, and
-        keeps the z least like the original on average over them that none of them found too
-        alike. Its fake identity may change in these first frames: privacy before consistency."""
+        check is noisy tries every z at GUARD_SETTLE checks GUARD_SETTLE_GAP frames apart (at
+        the later ones only those no check found too alike yet: `_in_running`), and keeps the z
+        least like the original on average over them that none of them found too alike. Its
+        fake identity may change in these first frames: privacy before consistency."""
         acc = self.settle[track_id].setdefault(redraw, [cos, 0.0, 0])
         acc[0] = max(acc[0], cos)
         acc[1] += mean
         acc[2] += 1
         return acc[0], acc[1] / acc[2]
+
+    def _in_running(self, track_id: int, redraw: int) -> bool:
+        """Whether a settling track's z may still be kept: no earlier settling check found it too
+        alike (`_settle`). Only those are tried again: a noisy scene's checks cost 5 generator
+        runs and some 60 SFace embeddings per track when every z is."""
+        acc = self.settle[track_id].get(redraw)
+        return acc is None or acc[0] < GUARD_NOISY_COSINE
 
     def _check_due(self, track_id: int, frame_index: int, visible: float, state: int) -> bool:
         """Whether the identity guard checks this track's face in this frame (`_guard`): a new
