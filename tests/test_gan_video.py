@@ -49,6 +49,14 @@ def test_gan_video_streams_and_privacy(people_clip, gan_runs, detector):
     assert total > 0 and found / total >= 0.8, f"{found} of {total} replaced faces detected"
 
 
+def test_gan_run_summary_counts_the_faces_the_filter_covered(gan_runs):
+    """The run summary says how many face regions the fallback filter covered instead of a
+    generated face: at least the held faces on the clip's grey bar (frames 8-12, see below),
+    and fewer than all: the rest got generated faces."""
+    summary = json.loads((gan_runs / "s2.json").read_text())
+    assert 4 <= summary["faces_filtered"] < summary["faces_covered"]
+
+
 def test_gan_video_paints_no_face_on_an_occluder(gan_runs):
     """The clip's flat grey bar hides the faces of the left 60% on frames 8-12. Their tracks are
     held there (covered: fail closed), but by the fallback filter, which leaves the bar flat,

@@ -1105,6 +1105,7 @@ def test_identity_guard_filters_a_face_no_z_hides(tiny_ckpt, photo_faces, monkey
     monkeypatch.setattr(cov, "generate", generator)
     out = cov.cover(img, faces, 0)
     assert cov.unsafe == {int(t) for t in faces.track_id}
+    assert cov.filtered_faces == len(faces)  # counted for the run summary
     assert calls == [len(faces)] + [len(faces)] * gan_mod.GUARD_REDRAWS  # every z tried, none passed
     hard = region_mask(img.shape[:2], faces, replace(CoverConfig(), mask_scale=1.0)) > 0
     filtered = apply_filter(img, faces, cov.cfg, mode=cov.cfg.fallback)
@@ -1114,6 +1115,7 @@ def test_identity_guard_filters_a_face_no_z_hides(tiny_ckpt, photo_faces, monkey
         assert np.array_equal(cov.cover(img, faces, k), out) and calls == []  # filtered, nothing generated
     mode["copy"] = False
     out = cov.cover(img, faces, gan_mod.GUARD_RECHECK)
+    assert cov.filtered_faces == len(faces) * gan_mod.GUARD_RECHECK + len(cov.unsafe)
     shown = faces[np.array([int(t) not in cov.unsafe for t in faces.track_id])]
     assert len(shown) >= 2  # grey passes, except where it reads as the person in their own hair
     hard = region_mask(img.shape[:2], shown, replace(CoverConfig(), mask_scale=1.0)) > 0

@@ -380,9 +380,11 @@ def anonymize(
         if not quiet:
             fps = summary.frames_written / max(summary.seconds, 1e-6)
             streams = f", {len(summary.streams_copied)} stream(s) copied" if summary.streams_copied else ""
+            # gan mode: how many of them the fallback filter covered instead of a generated face
+            filtered = f" ({summary.faces_filtered} by the filter)" if mode == "gan" else ""
             typer.echo(
-                f"wrote {output}: {summary.frames_written} frame(s), {summary.faces_covered} face region(s) covered "
-                f"in {summary.tracks} track(s), {summary.frames_with_fallback} frame(s) with fallback{streams}, "
+                f"wrote {output}: {summary.frames_written} frame(s), {summary.faces_covered} face region(s) "
+                f"covered{filtered} in {summary.tracks} track(s), {summary.frames_with_fallback} frame(s) with fallback{streams}, "
                 f"{summary.seconds:.1f} s ({fps:.1f} frames/s)",
                 err=True,
             )

@@ -69,6 +69,9 @@ class RunSummary:
     faces_backfilled: int = 0
     tracks: int = 0
     frames_with_fallback: int = 0
+    # gan mode: face regions given the fallback filter instead of a generated face (too small,
+    # eyes out of the frame, hidden, or no fake face the identity guard found unlike the person)
+    faces_filtered: int = 0
     frames_interlaced: int = 0  # frames whose two fields were also searched one by one
     stage_errors: int = 0
     corrupt_packets: int = 0
@@ -981,6 +984,7 @@ def anonymize_video(
     if st.pts_fixed:
         summary.warnings.append(f"{st.pts_fixed} frame(s) had missing or out-of-order timestamps; renumbered")
     summary.tracks = len(fa.track_ids)
+    summary.faces_filtered = int(getattr(fa.coverer, "filtered_faces", 0))
     summary.seconds = time.perf_counter() - t0
     summary.stage_seconds = {**busy, **fa.seconds, **cover_parts(fa.coverer)}
     return summary

@@ -277,6 +277,9 @@ class GanCoverer:
         self.checked: dict[int, tuple[int, float, bool]] = {}
         self.judged: set[int] = set()  # tracks whose realism was judged (`_guard`)
         self.unsafe: set[int] = set()  # tracks whose last check found no z unlike the person: filtered
+        # face regions given the fallback filter instead of a generated face, over all frames (too
+        # small, eyes out of the frame, unsure, hidden behind a flat occluder, or no z unlike the person)
+        self.filtered_faces = 0
         # noisy new tracks: their readings per z (redraw -> [highest, sum of means, checks]) and
         # the frames of their settling checks (`_settle`)
         self.settle: dict[int, dict[int, list]] = {}
@@ -803,6 +806,7 @@ class GanCoverer:
             secs["generate"] += t2 - t1
             secs["guard"] += t3 - t2
             secs["blend"] += time.perf_counter() - t3
+        self.filtered_faces += len(p.small)
         return p
 
     def finish(self, p: Prepared) -> np.ndarray:
