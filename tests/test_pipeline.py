@@ -234,6 +234,25 @@ def test_image_and_folder(tmp_path, detector):
     )
 
 
+def test_gan_photos_count_the_faces_the_filter_covered(tmp_path):
+    """In gan mode a photo's summary counts the faces given the fallback filter instead of a
+    generated face (sample 4: one of its five, too small or unsure for the generator), and a
+    folder's the sum over its photos, though they share one coverer."""
+    import cv2
+
+    from vidanon.pipeline import anonymize_path
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("faceapi-sample4.jpg", "faceapi-sample5.jpg"):
+        cv2.imwrite(str(src / name), cv2.cvtColor(photo(name), cv2.COLOR_RGB2BGR))
+    cfg = PipelineConfig(cover=CoverConfig(mode="gan"))
+    each = [anonymize_path(src / name, tmp_path / name, cfg) for name in sorted(p.name for p in src.iterdir())]
+    assert [s.faces_filtered for s in each] == [1, 0] and all(s.faces_covered >= 5 for s in each)
+    total = anonymize_path(src, tmp_path / "outdir", cfg)
+    assert total.faces_filtered == 1 and total.faces_covered == sum(s.faces_covered for s in each)
+
+
 def test_folders_are_anonymized_whole_and_refused_before_any_work(tmp_path, detector):
     """Images in subfolders are anonymized too, at the same relative path (a tree left half
     done would look done); other files are counted in a warning; an existing output refuses

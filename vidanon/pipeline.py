@@ -1036,7 +1036,9 @@ def anonymize_image(
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     fa = frame_anonymizer or FrameAnonymizer(cfg)
     faces, failed = fa.locate(rgb, 0)
+    filtered = getattr(fa.coverer, "filtered_faces", 0)  # a folder's photos share the coverer
     out, fallback = fa.cover(rgb, faces, 0, failed)
+    filtered = getattr(fa.coverer, "filtered_faces", 0) - filtered
     out_bgr = cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
     warnings = []
     alpha = _alpha_of(src, bgr.shape[:2])
@@ -1068,6 +1070,7 @@ def anonymize_image(
         faces_detected=len(faces),
         tracks=len(faces),
         frames_with_fallback=int(fallback),
+        faces_filtered=int(filtered),
         stage_errors=int(failed),
         warnings=warnings,
         seconds=time.perf_counter() - t0,
@@ -1153,6 +1156,7 @@ def anonymize_directory(
         total.faces_detected += s.faces_detected
         total.tracks += s.tracks
         total.frames_with_fallback += s.frames_with_fallback
+        total.faces_filtered += s.faces_filtered
         total.stage_errors += s.stage_errors
         total.warnings += s.warnings
         if progress is not None:
