@@ -19,19 +19,17 @@ With --write it replaces the "Leaks across seeds" section of benchmarks/RESULTS.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import platform
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from speed import write_section  # noqa: E402
+from speed import fresh_processes, write_section  # noqa: E402
 
 from vidanon.config import CoverConfig, DetectConfig, PipelineConfig  # noqa: E402
 from vidanon.metrics.bench import run_bench  # noqa: E402
@@ -62,12 +60,9 @@ def run_one(src: Path, n: int, seed: int, work: Path, checkpoint: str | None = N
 def run(
     samples: list[Path], seeds: list[int], everies: list[int], work: Path, checkpoint: str | None = None
 ) -> list[dict]:
-    """Every run in a fresh process: x264 in PyAV writes other bytes for the same frames after
-    other encodes in one process (benchmarks/stress.py), so a run's figures would depend on the
-    runs before it."""
+    """Every run in a fresh process (`fresh_processes`)."""
     rows = []
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=1) as pool:
+    with fresh_processes() as pool:
         for src in samples:
             for n in everies:
                 for seed in seeds:

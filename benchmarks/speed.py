@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,6 +238,13 @@ def cpu_precision(asked: str) -> str:
     if asked == "auto":
         return "bfloat16 (native on this CPU)" if native_bf16() else "float32 (no native bfloat16 on this CPU)"
     return {"fp32": "float32", "bf16": "bfloat16"}[asked]
+
+
+def fresh_processes() -> ProcessPoolExecutor:
+    """A pool that runs each task in a new spawned process, one at a time: x264 in PyAV writes
+    other bytes for the same frames after other encodes in one process (stress.py's spinning
+    after many: 5448d36f -> d6200828), so a run's figures would depend on the runs before it."""
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1)
 
 
 def write_section(title: str, body: str) -> None:

@@ -21,12 +21,10 @@ benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import platform
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -36,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from speed import write_section  # noqa: E402
+from speed import fresh_processes, write_section  # noqa: E402
 
 from vidanon.config import CoverConfig, DetectConfig, PipelineConfig  # noqa: E402
 from vidanon.metrics.bench import run_bench  # noqa: E402
@@ -161,11 +159,9 @@ def main() -> None:
     names = args.only.split(",") if args.only else list(scenes())
     modes, everies = args.modes.split(","), [int(n) for n in args.every.split(",")]
     rows, t0 = [], time.perf_counter()
-    # one fresh process per scene: x264 in PyAV writes other bytes for the same frames after
-    # other encodes in the process (spinning after many: 5448d36f -> d6200828), and a scene's
-    # figures moved with them (spinning's gan leak frames 0 or 1 by its source's draw)
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=ctx, max_tasks_per_child=1) as pool:
+    # one fresh process per scene (`fresh_processes`): spinning's gan leak frames were 0 or 1
+    # by what ran before it
+    with fresh_processes() as pool:
         for name in names:
             for row in pool.submit(run_scene, name, modes, everies, args.checkpoint, args.donor_context).result():
                 name_, mode, n, count, which, _, cmax = row

@@ -121,9 +121,11 @@ class _Draws:
     the face found again in the noisy original and SFace's embedding of it there."""
 
     faces: list[int]  # the noisy faces, by index
+    # per draw, by face: the noise field and its window, the face found in the noisy original
+    # (a one-row detection) and the original's embedding there
     fields: list[dict[int, tuple[tuple[int, int, int, int], np.ndarray]]] = field(default_factory=list)
-    at: dict = field(default_factory=dict)  # (face, "noise k") -> one-row detection
-    originals: dict = field(default_factory=dict)  # (face, "noise k") -> the original's embedding
+    at: list[dict[int, FaceDetections]] = field(default_factory=list)
+    originals: list[dict[int, np.ndarray]] = field(default_factory=list)
 
     def apply(self, img: np.ndarray, k: int) -> np.ndarray:
         out = img.copy()
@@ -135,10 +137,9 @@ class _Draws:
         """Each active noisy face's cosine in each draw: the original and the candidate with the
         draw's noise, both aligned where the face was found in the noisy original."""
         out = {i: [] for i in active if i in self.faces}
-        for k in range(len(self.fields)):
-            at = {(i, f"noise {k}"): self.at[(i, f"noise {k}")] for i in out}
-            for (i, name), e in embed(self.apply(cand, k), at).items():
-                out[i].append(float(np.sum(self.originals[(i, name)] * e)))
+        for k, (at, originals) in enumerate(zip(self.at, self.originals)):
+            for i, e in embed(self.apply(cand, k), {i: at[i] for i in out}).items():
+                out[i].append(float(np.sum(originals[i] * e)))
         return out
 
 
@@ -281,9 +282,9 @@ class GanCoverer:
         # small, eyes out of the frame, unsure, hidden behind a flat occluder, or no z unlike the person)
         self.filtered_faces = 0
         # noisy new tracks: their readings per z (redraw -> [highest, sum of means, checks]) and
-        # the frames of their settling checks (`_settle`)
+        # how many settling checks they had (`_settle`)
         self.settle: dict[int, dict[int, list]] = {}
-        self.settle_checks: dict[int, list[int]] = {}
+        self.settle_checks: dict[int, int] = {}
         self.generated: dict[int, int] = {}  # track -> frame its face was last generated (regenerate_every)
         self.best_score: dict[int, float] = {}  # track -> its best detection score (`_sure`)
         # seconds spent in each part of `cover` (crops and donors, the network, the identity
@@ -450,9 +451,9 @@ class GanCoverer:
             t = int(faces.track_id[i])
             if t not in self.checked and i in draws.faces:
                 self.settle[t] = {}
-            explore[i] = t in self.settle and len(self.settle_checks.get(t, ())) < GUARD_SETTLE
+            explore[i] = t in self.settle and self.settle_checks.get(t, 0) < GUARD_SETTLE
             if explore[i]:
-                self.settle_checks.setdefault(t, []).append(frame_index)
+                self.settle_checks[t] = self.settle_checks.get(t, 0) + 1
         # the z each exploring track tries, in order: the one it shows, then the others that no
         # earlier settling check found too alike
         order = {}
@@ -557,9 +558,8 @@ class GanCoverer:
             draws.fields.append(fields)
             img = draws.apply(frame, k)
             found = self._find(img, faces, noisy)
-            at = {(i, f"noise {k}"): found.get(i, faces[i : i + 1]) for i in noisy}
-            draws.at.update(at)
-            draws.originals.update(self._embed(img, at))
+            draws.at.append({i: found.get(i, faces[i : i + 1]) for i in noisy})
+            draws.originals.append(self._embed(img, draws.at[-1]))
         return draws
 
     def _settle(self, track_id: int, redraw: int, cos: float, mean: float) -> tuple[float, float]:
@@ -602,7 +602,7 @@ class GanCoverer:
             or (not last[2] and state == DETECTED)
             or (
                 track_id in self.settle
-                and len(self.settle_checks.get(track_id, ())) < GUARD_SETTLE
+                and self.settle_checks.get(track_id, 0) < GUARD_SETTLE
                 and frame_index - last[0] >= GUARD_SETTLE_GAP
             )
         )
