@@ -285,13 +285,15 @@ def main() -> int:
     ap.add_argument(
         "--mask-scale", type=float, default=None, help="covered region = face box x this (default: the CLI's)"
     )
+    ap.add_argument("--donor-detail", type=float, default=None, help="the donor's detail finer than this (crop px)")
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    extra = {} if args.mask_scale is None else {"mask_scale": args.mask_scale}
+    given = (("mask_scale", args.mask_scale), ("donor_detail", args.donor_detail))
+    extra = {k: v for k, v in given if v is not None}
     cov = GanCoverer(CoverConfig(mode="gan", checkpoint=args.checkpoint, seed=args.seed, **extra))
     det = YuNetDetector(DetectConfig())
     sface = SFace()

@@ -125,18 +125,17 @@ def scenes() -> dict[str, callable]:
     }
 
 
-def run_scene(
-    name: str, modes: list[str], everies: list[int], checkpoint: str | None, donor_context: float | None
-) -> list[tuple]:
+def run_scene(name: str, modes: list[str], everies: list[int], checkpoint: str | None, gan: dict) -> list[tuple]:
     """One scene written and anonymized in each mode and --detect-every, each measured by `vidanon
-    bench`: rows (scene, mode, every, leak frames, which, frames, privacy cos max)."""
+    bench`: rows (scene, mode, every, leak frames, which, frames, privacy cos max). `gan`: more
+    `CoverConfig` fields for gan mode."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         src = write_frames(work / f"{name}.mp4", scenes()[name](), fps=25, crf=16)
         for mode in modes:
             for n in everies:
-                cover = CoverConfig(mode=mode, checkpoint=checkpoint, donor_context=donor_context)
+                cover = CoverConfig(mode=mode, checkpoint=checkpoint, **(gan if mode == "gan" else {}))
                 cfg = PipelineConfig(detect=DetectConfig(every=n), cover=cover)
                 dst = work / f"{name}.{mode}.{n}.mp4"
                 anonymize_video(src, dst, cfg, overwrite=True)
@@ -154,8 +153,12 @@ def main() -> None:
     ap.add_argument(
         "--donor-context", type=float, help="gan mode: the donor in its crop's context (default: the checkpoint's)"
     )
+    ap.add_argument("--donor-detail", type=float, help="gan mode: the donor's detail finer than this (crop px)")
     ap.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
     args = ap.parse_args()
+    gan = {
+        k: v for k, v in (("donor_context", args.donor_context), ("donor_detail", args.donor_detail)) if v is not None
+    }
     names = args.only.split(",") if args.only else list(scenes())
     modes, everies = args.modes.split(","), [int(n) for n in args.every.split(",")]
     rows, t0 = [], time.perf_counter()
@@ -163,7 +166,7 @@ def main() -> None:
     # by what ran before it
     with fresh_processes() as pool:
         for name in names:
-            for row in pool.submit(run_scene, name, modes, everies, args.checkpoint, args.donor_context).result():
+            for row in pool.submit(run_scene, name, modes, everies, args.checkpoint, gan).result():
                 name_, mode, n, count, which, _, cmax = row
                 rows.append(row)
                 cos = "-" if cmax is None else f"{cmax:.2f}"
@@ -172,7 +175,7 @@ def main() -> None:
     body = [
         f"`.venv/bin/python benchmarks/stress.py --modes {args.modes} --every {args.every}"
         + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "")
-        + (f" --donor-context {args.donor_context:g}" if args.donor_context is not None else "")
+        + "".join(f" --{k.replace('_', '-')} {v:g}" for k, v in gan.items())
         + "`, "
         f"{time.strftime('%Y-%m-%d')}, {platform.machine()}; total {total:.0f} s. Leak frames (a face in the "
         "output at an original face's place that SFace takes for the person, or an original face left as it was) "

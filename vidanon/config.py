@@ -268,12 +268,14 @@ class CoverConfig:
             own, the coarser bands (colour, light) the generator's
             (`anonymize.align.with_donor_detail`); 0: the generator's output as it is.
             The generator draws the donor's face soft and at low contrast, a ghost in
-            dark scenes. Default 0 (off). At 5 (twentieth session, bundled checkpoint) the
-            faces are sharper and more defined by eye, every gan_quality goal is met at
-            seeds 1 and 11 (photo diversity 95.8% -> 96.9% at seed 1) and leaks.py finds
-            no leak frame at six seeds; but stress.py found 2 leak frames (small, a 14 px
-            face at 0.39; blur_drop at --detect-every 2) where it finds none with 0: faces
-            that SFace, aligned at the landmarks YuNet finds on them, took for the person.
+            dark scenes. Each face gets it scaled by `anonymize.align.detail_gain`: in
+            full where the original is in focus and at least as large in the frame as
+            in the crop, none where it is blurred or under 27 px (ramps between).
+            Default 5: the faces are more defined by eye, every gan_quality goal is met
+            at seeds 1 and 11, and stress.py (96 runs) and leaks.py (24) find no leak
+            frame. Ungated (twentieth session) stress.py found 2 leak frames (small, a
+            14 px face at 0.39; blur_drop, a sharp fake on a blurred face at 0.36-0.37):
+            faces that SFace, aligned where YuNet finds them, took for the person.
         device_paste: gan mode: resample and blend the generated faces into
             the frame on the generator's device (`anonymize.devpaste`) instead
             of with OpenCV on the host; None: on for a CUDA device. The same
@@ -296,7 +298,7 @@ class CoverConfig:
     face_workers: int = 0
     device_paste: bool | None = None
     donor_context: float | None = None
-    donor_detail: float = 0.0
+    donor_detail: float = 5.0
 
     def __post_init__(self) -> None:
         _check(self.mode in COVER_MODES, f"mode must be one of {', '.join(COVER_MODES)}, got {self.mode!r}")

@@ -340,7 +340,11 @@ class GanCoverer:
         out = out.permute(0, 2, 3, 1).cpu().numpy()
         if drawn is not None and self.cfg.donor_detail > 0:
             for i in range(len(out)):
-                out[i] = align.with_donor_detail(out[i], drawn[i], own[i], crops.masks[i], self.cfg.donor_detail)
+                gain = align.detail_gain(crops.images[i], crops.points[i], crops.transforms[i])
+                if gain > 0:
+                    out[i] = align.with_donor_detail(
+                        out[i], drawn[i], own[i], crops.masks[i], self.cfg.donor_detail, gain
+                    )
         return out
 
     def _map(self, fn, n: int) -> list:
