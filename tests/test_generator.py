@@ -1498,6 +1498,73 @@ def test_donor_detail_is_given_to_sharp_faces_large_enough_to_show_it(photo_face
 
 
 @needs_teacher
+def test_a_face_half_in_hair_or_shadow_is_no_donor():
+    """`donor.lopsided` reads a face darker on one side of its eyes-to-mouth axis; `DonorFaces`
+    redraws such draws (as it does draws without a face), so no donor it gives is lopsided,
+    and a z whose first draw was gets another face, the same on every call."""
+    from vidanon.anonymize import donor as D
+    from vidanon.anonymize.dcgan import find_face, to_uint8
+
+    faces = D.DonorFaces(64, 1.75)
+    zs = torch.randn(64, 100, generator=torch.Generator().manual_seed(1))
+    given, points = faces.crops(zs), faces.points(zs)
+    assert max(D.lopsided(c, p) for c, p in zip(given, points)) <= D.LOPSIDED + 0.02  # + the lift's clipping
+    first = []  # each z's first draw, aligned as a donor
+    with torch.inference_mode():
+        draws = to_uint8(faces.teacher(zs))
+    for image in draws:
+        hit = find_face(faces.detector, image)
+        first.append(None if hit is None else faces._aligned(image, *hit))
+    side = [i for i, c in enumerate(first) if c is not None and D.lopsided(c.images[0], c.points[0]) > D.LOPSIDED]
+    assert 1 <= len(side) <= 12  # about 7% of the teacher's draws
+    for i in side:
+        assert not np.allclose(points[i], first[i].points[0])  # another draw
+    assert np.array_equal(D.DonorFaces(64, 1.75).crops(zs[side]), given[side])
+    # a real, even face: half of it darkened to a shadow reads lopsided, a uniform dimming does not
+    even = min(range(len(given)), key=lambda i: D.lopsided(given[i], points[i]))
+    face, pts = given[even].astype(np.float32), points[even]
+    assert D.lopsided(given[even], pts) < 0.1
+    shadow = face.copy()
+    shadow[:, : int(round((pts[0, 0] + pts[1, 0]) / 2))] *= 0.3
+    assert D.lopsided(shadow.round().astype(np.uint8), pts) > D.LOPSIDED
+    assert D.lopsided((face * 0.5).round().astype(np.uint8), pts) < 0.1
+
+
+@needs_teacher
+def test_a_dark_donor_is_lifted_until_its_features_show(monkeypatch):
+    """`donor.lit`: a teacher face whose features are too dark to see is brightened by one gain
+    (its colours kept) until they reach LIFT_VISIBLE, by LIFT_MAX at most; a face that shows them
+    is given as drawn. `DonorFaces` gives every donor so, the same for the same z."""
+    from vidanon.anonymize import donor as D
+
+    zs = torch.randn(48, 100, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(D, "lift", lambda crop, points: 1.0)
+    raw = D.DonorFaces(64, 1.75).crops(zs)
+    monkeypatch.undo()
+    faces = D.DonorFaces(64, 1.75)
+    given, points = faces.crops(zs), faces.points(zs)
+    seen = np.array([D.visibility(c, p) for c, p in zip(raw, points)])
+    dark, bright = np.flatnonzero(seen < D.LIFT_VISIBLE), np.flatnonzero(seen >= D.LIFT_VISIBLE)
+    assert len(dark) >= 2 and len(bright) >= 30  # about a tenth of the teacher's draws
+    assert all(np.array_equal(given[i], raw[i]) for i in bright)
+    for i in dark:
+        gain = min(D.LIFT_VISIBLE / seen[i], D.LIFT_MAX)
+        assert np.abs(given[i].astype(float) - np.clip(raw[i] * gain, 0, 255)).max() <= 1.0
+        assert given[i].mean() > raw[i].mean() * min(gain, 1.5) * 0.9
+        lifted = D.visibility(given[i], points[i])
+        # about LIFT_VISIBLE: less where the gain saturates the draw's highlights
+        assert lifted > seen[i] and (lifted > 0.85 * D.LIFT_VISIBLE or gain == D.LIFT_MAX)
+    # a real face darkened fivefold comes back to about LIFT_VISIBLE; twentyfold, by LIFT_MAX
+    face, pts = raw[bright[0]], points[bright[0]]
+    dim = (face * 0.2).round().astype(np.uint8)
+    assert D.visibility(dim, pts) < D.LIFT_VISIBLE
+    assert abs(D.visibility(D.lit(dim, pts), pts) - D.LIFT_VISIBLE) < 0.5
+    night = (face * 0.05).round().astype(np.uint8)
+    assert np.array_equal(D.lit(night, pts), np.clip(night * 4.0, 0, 255).round().astype(np.uint8))
+    assert np.array_equal(D.DonorFaces(64, 1.75).crops(zs), given)  # the same z, the same donors
+
+
+@needs_teacher
 def test_the_coverer_adds_the_donors_detail(tmp_path, monkeypatch, photo_faces):
     """`CoverConfig.donor_detail` is applied to a donor generator's output, with the donor it
     was given; 0 (the default) leaves the output as the network made it."""
