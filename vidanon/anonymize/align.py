@@ -203,26 +203,30 @@ DETAIL_GROW = 1.1
 #   (people.mp4's soft crops the lowest), stress.py's blur_drop under its blur 0.16-0.17. A sharp
 #   face on a blurred one is out of place, and SFace, aligned where YuNet finds that sharper face,
 #   read one 0.36-0.37 like the person (0.04 at the original's landmarks);
-# - size, the face's height in the frame against its height in the crop: a smaller face is scaled down at paste, its detail with it, and a 14 px face
-#   given it read 0.39 (stress.py small).
+# - size, the face's height in the frame against its height in the crop: a smaller face is
+#   scaled down at paste, its detail with it, and a 14 px face given it read 0.39 (stress.py small).
 FOCUS_BLURRED, FOCUS_SHARP = 0.20, 0.35
 DETAIL_SMALL, DETAIL_FULL = 0.75, 1.1  # face height in the frame / in the crop
 
 
-def focus(crop: np.ndarray, points: np.ndarray) -> float:
-    """How sharp a face crop (r, r, 3) uint8 is: over its face region (`face_alpha` of its
-    landmarks `points`, in crop pixels), the RMS of its finest grey band (below a Gaussian of
-    0.8 px of a 64 px crop) over that of a coarse one (1.6-3.2 px). Not a property of the
-    person: a scale-free ratio that blur lowers (a Gaussian of 4 frame px on a 45 px face
-    reads 0.17, the same face sharp 0.56)."""
+def band_rms(crop: np.ndarray, points: np.ndarray, fine: float, coarse: float) -> float:
+    """The RMS over a face crop's face region (`face_alpha` of its landmarks `points`, crop
+    pixels) of its grey band between Gaussians of `fine` (0: the crop itself) and `coarse`
+    pixels of a 64 px crop (scaled with the crop's side)."""
     r = crop.shape[0]
-    k = r / 64
-    g = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
     a = face_alpha(points, r)
-    g1, g2, g4 = (cv2.GaussianBlur(g, (0, 0), s * k) for s in (0.8, 1.6, 3.2))
-    fine = float((a * (g - g1) ** 2).sum())
-    coarse = float((a * (g2 - g4) ** 2).sum())
-    return float(np.sqrt(fine / max(coarse, 1e-6)))
+    g = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    lo = g if fine <= 0 else cv2.GaussianBlur(g, (0, 0), fine * r / 64)
+    band = lo - cv2.GaussianBlur(g, (0, 0), coarse * r / 64)
+    return float(np.sqrt((a * band**2).sum() / max(float(a.sum()), 1e-6)))
+
+
+def focus(crop: np.ndarray, points: np.ndarray) -> float:
+    """How sharp a face crop (r, r, 3) uint8 is: over its face region, the RMS of its finest
+    grey band (below a Gaussian of 0.8 px of a 64 px crop) over that of a coarse one
+    (1.6-3.2 px; `band_rms`). Not a property of the person: a scale-free ratio that blur
+    lowers (a Gaussian of 4 frame px on a 45 px face reads 0.17, the same face sharp 0.56)."""
+    return band_rms(crop, points, 0.0, 0.8) / max(band_rms(crop, points, 1.6, 3.2), 1e-3)
 
 
 def detail_gain(crop: np.ndarray, points: np.ndarray, transform: np.ndarray) -> float:

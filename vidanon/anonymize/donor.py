@@ -41,12 +41,8 @@ LIFT_MAX = 4.0
 
 def visibility(crop: np.ndarray, points: np.ndarray) -> float:
     """How visible a face's features are: the RMS of its grey band between Gaussians of 0.7 and
-    3 px (of a 64 px crop) over its face region (`align.face_alpha` of its landmarks)."""
-    r = crop.shape[0]
-    a = align.face_alpha(points, r)
-    g = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    band = cv2.GaussianBlur(g, (0, 0), 0.7 * r / 64) - cv2.GaussianBlur(g, (0, 0), 3 * r / 64)
-    return float(np.sqrt((band**2 * a).sum() / max(float(a.sum()), 1e-6)))
+    3 px (of a 64 px crop) over its face region (`align.band_rms`)."""
+    return align.band_rms(crop, points, 0.7, 3.0)
 
 
 # A draw whose face is much darker on one side of its eyes-to-mouth axis than on the other
