@@ -36,6 +36,9 @@ embedded with the ORIGINAL face's landmarks in both images):
              region's edge split into 16 sectors around the face, the mean Lab
              difference between a band just inside and a band just outside, over
              the sectors; the same bands on the original give seam_original (no goal)
+  edge       the fine detail just inside the edge of the face's filter ellipse over that
+             just outside (`edge_detail`): low where the replaced region ends in a soft
+             fog, a disc on the hair; edge_original on the original (no goal)
 
 The contact sheet has one row per face: original crop, masked generator input,
 4 outputs for 4 different z (crop space), and the face pasted back into the image.
@@ -146,6 +149,23 @@ def seam_steps(orig: np.ndarray, out: np.ndarray, box: np.ndarray) -> tuple[floa
     return float(np.mean(steps_out)), float(np.mean(steps_orig))
 
 
+def edge_detail(img: np.ndarray, box: np.ndarray, mask_scale: float) -> float | None:
+    """The fine detail (grey minus its Gaussian blur of 3% of the box's height) just inside the
+    edge of a face's filter ellipse, 0.8-1 of its radius, over that just outside, 1-1.2: about 1
+    on a photo, low where the replaced region ends in a soft fog (a disc on the hair); None if
+    either band is off the frame."""
+    h, w = img.shape[:2]
+    c, axes = align.ellipse_params(box.astype(np.float64), mask_scale)
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    fine = grey - cv2.GaussianBlur(grey, (0, 0), max(1.0, 0.03 * float(box[3] - box[1])))
+    ys, xs = np.mgrid[0:h, 0:w]
+    rho = np.sqrt(((xs - c[0]) / max(axes[0], 1e-6)) ** 2 + ((ys - c[1]) / max(axes[1], 1e-6)) ** 2)
+    inner, outer = (rho >= 0.8) & (rho < 1.0), (rho >= 1.0) & (rho < 1.2)
+    if inner.sum() < 16 or outer.sum() < 16:
+        return None
+    return float(np.sqrt((fine[inner] ** 2).mean()) / max(np.sqrt((fine[outer] ** 2).mean()), 1e-6))
+
+
 def crop_rows(
     cov: GanCoverer, frame: np.ndarray, d: FaceDetections, seeds: list[int], out_frame: np.ndarray
 ) -> list[np.ndarray]:
@@ -189,7 +209,7 @@ def evaluate(
     det_after = det_after or det
     g = cov.gcfg
     priv, div, stab, pose, found, total, redrawn = [], [], [], [], 0, 0, 0
-    tone, seam, seam_orig = [], [], []
+    tone, seam, seam_orig, edge, edge_orig = [], [], [], [], []
     rows = []
     for frame in frames:
         d = with_ids(det.detect(frame))
@@ -223,6 +243,10 @@ def evaluate(
             if steps is not None:
                 seam.append(steps[0])
                 seam_orig.append(steps[1])
+            edges = [edge_detail(img, d.xyxy[i], cov.cfg.mask_scale) for img in (base, frame)]
+            if None not in edges:
+                edge.append(edges[0])
+                edge_orig.append(edges[1])
         after = det_after.detect(base)
         total += len(d)
         if len(after):
@@ -252,6 +276,8 @@ def evaluate(
         "tone_delta_lab": float(np.mean(tone)),
         "seam_lab": float(np.mean(seam)) if seam else float("nan"),
         "seam_original_lab": float(np.mean(seam_orig)) if seam_orig else float("nan"),
+        "edge_detail": float(np.mean(edge)) if edge else float("nan"),
+        "edge_detail_original": float(np.mean(edge_orig)) if edge_orig else float("nan"),
     }
     return figures, rows
 
@@ -286,13 +312,14 @@ def main() -> int:
         "--mask-scale", type=float, default=None, help="covered region = face box x this (default: the CLI's)"
     )
     ap.add_argument("--donor-detail", type=float, default=None, help="the donor's detail finer than this (crop px)")
+    ap.add_argument("--ring", type=float, default=None, help="outer share of the region mirrored from its surroundings")
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    given = (("mask_scale", args.mask_scale), ("donor_detail", args.donor_detail))
+    given = (("mask_scale", args.mask_scale), ("donor_detail", args.donor_detail), ("ring", args.ring))
     extra = {k: v for k, v in given if v is not None}
     cov = GanCoverer(CoverConfig(mode="gan", checkpoint=args.checkpoint, seed=args.seed, **extra))
     det = YuNetDetector(DetectConfig())

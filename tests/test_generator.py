@@ -338,7 +338,9 @@ def test_overlapping_faces_keep_their_replaced_regions(tiny_ckpt, photo_faces, m
     lms = np.concatenate([f.landmarks, f.landmarks + shift])
     two = FaceDetections(xyxy, np.ones(2, np.float32), lms, np.array([1, 2]), np.zeros(2, np.int8))
     colours = np.array([[255, 0, 0], [0, 0, 255]], np.uint8)
-    cov = GanCoverer(CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), temporal_blend=1.0, device_paste=device_paste))
+    # the paste order alone (`ring` off): the ring's band is `test_the_coverer_mirrors_the_surroundings_into_the_ring`'s
+    cfg = CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), temporal_blend=1.0, device_paste=device_paste, ring=0.0)
+    cov = GanCoverer(cfg)
     monkeypatch.setattr(
         cov, "generate", lambda crops, z: np.broadcast_to(colours[:, None, None], (2, 64, 64, 3)).copy()
     )
@@ -655,6 +657,26 @@ def test_identity_guard_checks_tracks_again_and_redraws_mid_track(tiny_ckpt, pho
     cov.cover(img, moved, gan_mod.GUARD_RECHECK + 1)
     again = {t for t in cov.checked if cov.checked[t] != checked[t]}
     assert again == {int(faces.track_id[j])}
+    # a zoom: the face nearest the middle grown about its centre, by a tenth (not checked), then
+    # by GUARD_RECHECK_SCALE (checked again, it alone)
+    centres = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
+    k = int(np.argmin(np.abs(centres - np.array([img.shape[1], img.shape[0]]) / 2).sum(1)))
+    assert k != j
+
+    def zoomed(f: float) -> FaceDetections:
+        z = FaceDetections(moved.xyxy.copy(), moved.score, moved.landmarks.copy(), moved.track_id, moved.state)
+        z.xyxy[k] = np.concatenate(
+            [centres[k] + (faces.xyxy[k, :2] - centres[k]) * f, centres[k] + (faces.xyxy[k, 2:] - centres[k]) * f]
+        )
+        z.landmarks[k] = centres[k] + (faces.landmarks[k] - centres[k]) * f
+        return z
+
+    checked = dict(cov.checked)
+    cov.cover(img, zoomed(1.1), gan_mod.GUARD_RECHECK + 2)
+    assert cov.checked == checked
+    cov.cover(img, zoomed(gan_mod.GUARD_RECHECK_SCALE), gan_mod.GUARD_RECHECK + 3)
+    again = {t for t in cov.checked if cov.checked[t] != checked[t]}
+    assert again == {int(faces.track_id[k])}
 
 
 def test_eyes_in_frame():
@@ -1343,7 +1365,9 @@ def test_a_face_inside_a_larger_region_keeps_its_own_cover(tiny_ckpt, photo_face
     same.state[:] = [0, 1]
     assert paint_order(same).tolist() == [1, 0]  # then held before detected
 
-    cov = GanCoverer(CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), temporal_blend=1.0, identity_guard=False))
+    # the paint order alone (`ring` off: the large region's band would take its surroundings)
+    cfg = CoverConfig(mode="gan", checkpoint=str(tiny_ckpt), temporal_blend=1.0, identity_guard=False, ring=0.0)
+    cov = GanCoverer(cfg)
     colours = np.array([[255, 0, 0], [0, 0, 255]], np.uint8)
     monkeypatch.setattr(
         cov,
@@ -1636,3 +1660,130 @@ def test_a_held_face_over_a_flat_region_gets_the_filter(tiny_ckpt, photo_faces):
     assert np.array_equal(boxed(out, 0, 1.0), boxed(apply_filter(barred, held[:1], cov.cfg, mode="blur"), 0, 1.0))
     assert list(cov.prepare(barred, faces, 2).big) == list(range(n))  # found there: never second-guessed
     assert list(cov.prepare(striped, held, 3).big) == list(range(n))
+
+
+def _ring_geometry(faces, i: int, shape: tuple[int, int], mask_scale: float = 1.3):
+    """Face i's paste rectangle, grown ellipse, and per pixel of the rectangle its radius in that
+    ellipse and its distance in its landmark ellipse (`align.face_distance`)."""
+    h, w = shape
+    box = faces.xyxy[i].astype(np.float64)
+    m = align.face_transform(box, faces.landmarks[i].astype(np.float64), 64, 1.75)
+    rect = align.paste_rect(m, box, mask_scale, 64, w, h)
+    c, axes = align.grown_ellipse(m, box, mask_scale)
+    x0, y0, x1, y1 = rect
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    rho = np.hypot((xs - c[0]) / axes[0], (ys - c[1]) / axes[1])
+    face = align.face_distance(faces.landmarks[i], np.arange(x0, x1), np.arange(y0, y1))
+    return rect, (c, axes), rho, face
+
+
+def test_the_ring_takes_the_surroundings_mirrored_never_a_face(photo_faces):
+    """`ring.mirror`: the outer band of a face's generated region takes the frame's pixels
+    mirrored across the region's edge, more of them towards the edge, and beyond the edge the
+    frame itself; the band's inside and the generated face keep the generated pixels; and no
+    pixel of any face's region is ever taken: the output is the same whatever they hold."""
+    from vidanon.anonymize import ring
+    from vidanon.anonymize.gan import _cover_extent
+
+    img, found = photo_faces
+    h, w = img.shape[:2]
+    # the photo's faces, and one more beside face 0, where face 0's mirror would reach into its region
+    f = found[0]
+    shift = np.array([1.7 * float(f.xyxy[0, 2] - f.xyxy[0, 0]), 0.0])
+    faces = FaceDetections(
+        np.concatenate([found.xyxy, f.xyxy + np.tile(shift, 2)]).astype(np.float32),
+        np.ones(len(found) + 1, np.float32),
+        np.concatenate([found.landmarks, f.landmarks + shift]).astype(np.float32),
+    )
+    regions = _cover_extent(faces.xyxy.astype(np.float64), 1.3)
+    in_regions = region_mask((h, w), faces, CoverConfig(mask_scale=1.3)) > 0
+    dark, light = img.copy(), img.copy()
+    dark[in_regions], light[in_regions] = 0, 255
+    for i in range(len(faces)):
+        rect, (c, axes), rho, face = _ring_geometry(faces, i, (h, w))
+        outs = []
+        for src in (img, dark, light):
+            out = np.full_like(img, 128)  # the generated region, flat
+            ring.mirror(out, src, (c, axes), faces.landmarks[i], rect, regions, i, 0.25)
+            outs.append(out)
+        assert np.array_equal(outs[1], outs[2])  # no face's pixels, this one's or another's
+        x0, y0, x1, y1 = rect
+        got = outs[0][y0:y1, x0:x1].astype(np.float64)
+        crop = ring._beyond_identity_crop(
+            faces.landmarks[i], np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32)
+        )
+        assert (got[(rho < 0.75) | (face < ring.FACE_GROW) | (crop == 0)] == 128).all()
+        assert ((crop == 0) & (rho < 1)).sum() > 100  # (SFace's crop reaches into the region)
+        rest = faces[[k for k in range(len(faces)) if k != i]]
+        assert (got[region_mask((h, w), rest, CoverConfig(mask_scale=1.3))[y0:y1, x0:x1] > 0] == 128).all()
+        others = region_mask((h, w), rest, CoverConfig(mask_scale=2.0))  # with the blend around them
+        clear = (cv2.dilate(others, np.ones((9, 9), np.uint8)) == 0)[y0:y1, x0:x1]
+        full = cv2.erode((crop == 1).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0  # (resampled: a few px in)
+        clear &= (face > ring.FACE_GROW + ring.FACE_SOFT) & full
+        beyond = clear & (rho > 1.05)  # (the geometry is resampled: exact a few pixels out)
+        assert beyond.sum() > 100 and np.array_equal(got[beyond], img[y0:y1, x0:x1][beyond])
+        # the rim, 0.9-1 of the radius, is mostly the pixel mirrored across the edge (2 - rho on its ray)
+        ys, xs = np.mgrid[y0:y1, x0:x1]
+        f = (2 - rho) / np.maximum(rho, 1e-6)
+        sx, sy = np.round(c[0] + (xs - c[0]) * f).astype(int), np.round(c[1] + (ys - c[1]) * f).astype(int)
+        rim = clear & (rho > 0.9) & (rho < 1.0) & (sx >= 5) & (sx < w - 5) & (sy >= 5) & (sy < h - 5)
+        assert rim.sum() > 50
+        mirrored = img[sy[rim], sx[rim]].astype(np.float64)
+        assert np.abs(got[rim] - mirrored).mean() < 0.5 * np.abs(128 - mirrored).mean()
+
+
+@pytest.mark.parametrize("device_paste", [False, True])
+def test_the_coverer_mirrors_the_surroundings_into_the_ring(tiny_ckpt, photo_faces, device_paste):
+    """`CoverConfig.ring`: gan mode's cover ends in the face's surroundings, not in a disc edge:
+    just inside each generated region's edge the output is nearer the frame than without the
+    ring, the generated face inside is the same, and what the faces' regions hold does not
+    change the output (the generator never sees them, the ring never takes them)."""
+    img, faces = photo_faces
+    h, w = img.shape[:2]
+    kw = dict(seed=3, identity_guard=False, temporal_blend=1.0, device_paste=device_paste)
+    plain = _coverer(tiny_ckpt, ring=0.0, **kw).cover(img, faces, 0)
+    ringed = _coverer(tiny_ckpt, **kw).cover(img, faces, 0)
+    in_regions = region_mask((h, w), faces, CoverConfig(mask_scale=1.3)) > 0
+    outs = []
+    for fill in (0, 255):
+        marked = img.copy()
+        marked[in_regions] = fill
+        outs.append(_coverer(tiny_ckpt, **kw).cover(marked, faces, 0))
+    # a level or two apart with the ring off too (the crops' interpolation at the mask's edge);
+    # a face's pixel taken anywhere would move its output by up to 255
+    assert np.abs(outs[0].astype(int) - outs[1]).max() <= 2
+    for i in range(len(faces)):
+        (x0, y0, x1, y1), _, rho, face = _ring_geometry(faces, i, (h, w))
+        inner = rho < 0.7
+        assert np.array_equal(ringed[y0:y1, x0:x1][inner], plain[y0:y1, x0:x1][inner])
+        others = region_mask((h, w), faces[[k for k in range(len(faces)) if k != i]], CoverConfig(mask_scale=1.6))
+        rim = (rho > 0.9) & (rho < 1.0) & (others[y0:y1, x0:x1] == 0) & (face > 1.4)
+        orig = img[y0:y1, x0:x1][rim].astype(int)
+        step = [np.abs(o[y0:y1, x0:x1][rim].astype(int) - orig).mean() for o in (plain, ringed)]
+        assert step[1] < 0.6 * step[0]
+    assert CoverConfig().ring == 0.25
+    with pytest.raises(ValueError, match="ring"):
+        CoverConfig(ring=0.6)
+
+
+def test_small_faces_get_no_ring(tiny_ckpt, photo_faces, monkeypatch):
+    """`ring.strength`: a face under ring.SMALL pixels high gets none of the mirror (on 15-19 px
+    faces it moved where YuNet finds the generated face, and SFace read it as the person there),
+    one of ring.FULL or more all of it, ramping between."""
+    from vidanon.anonymize import ring
+
+    assert ring.strength(ring.SMALL - 1) == 0 and ring.strength(ring.FULL) == 1
+    assert 0 < ring.strength((ring.SMALL + ring.FULL) / 2) < 1
+    img, faces = photo_faces
+    f = 0.3  # the photo at 0.3: its faces 18-24 px high
+    small = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    tiny = FaceDetections(faces.xyxy * f, faces.score, faces.landmarks * f, faces.track_id, faces.state)
+    assert ((tiny.xyxy[:, 3] - tiny.xyxy[:, 1]) < ring.SMALL).all()
+    shares = []
+    real = ring.mirror
+    monkeypatch.setattr(ring, "mirror", lambda *a: shares.append(a[-1]) or real(*a))
+    kw = dict(seed=3, identity_guard=False, temporal_blend=1.0, min_gan_size=8)
+    out = _coverer(tiny_ckpt, **kw).cover(small, tiny, 0)
+    assert shares == [] and np.array_equal(out, _coverer(tiny_ckpt, ring=0.0, **kw).cover(small, tiny, 0))
+    _coverer(tiny_ckpt, **kw).cover(img, faces, 0)
+    assert len(shares) == len(faces) and all(s == 1 for s in shares)

@@ -227,6 +227,12 @@ def anonymize(
         "donor face, sharp, its colour and light from the generator (0-16; 0: off). Faces blurred or under "
         "27 px get less or none.",
     ),
+    ring: float = typer.Option(
+        0.25,
+        "--ring",
+        help="gan mode: blend the outer share of each generated region (0-0.5 of its radius) into the "
+        "surroundings mirrored inward across its edge, so no disc edge shows on hair (0: off).",
+    ),
     identity_guard: bool = typer.Option(
         True,
         "--identity-guard/--no-identity-guard",
@@ -346,6 +352,7 @@ def anonymize(
                     regenerate_every=regenerate_every,
                     donor_context=donor_context,
                     donor_detail=donor_detail,
+                    ring=ring,
                     z_mode=z_mode.value,
                     identity_guard=identity_guard,
                     checkpoint=str(checkpoint) if checkpoint else None,

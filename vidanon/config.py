@@ -276,6 +276,14 @@ class CoverConfig:
             frame. Ungated (twentieth session) stress.py found 2 leak frames (small, a
             14 px face at 0.39; blur_drop, a sharp fake on a blurred face at 0.36-0.37):
             faces that SFace, aligned where YuNet finds them, took for the person.
+        ring: gan mode: the outer share of each generated region's radius (0-0.5) that is
+            blended, towards its edge, into the frame's own surroundings mirrored inward
+            across the edge (`anonymize.ring`: never a face's pixels, never inside the crop
+            SFace reads, none on faces under 32 px); 0: the generator's output up to the
+            edge, where its soft guess of hair and background meets the real ones as a disc
+            pasted on the head. Default 0.25: gan_quality's figures as with 0 (seeds 1 and
+            11), the seam at the region's edge 6.0 -> 4.4 Lab on photos, no leak frame in
+            stress.py and leaks.py (the weights README, twenty-third session).
         device_paste: gan mode: resample and blend the generated faces into
             the frame on the generator's device (`anonymize.devpaste`) instead
             of with OpenCV on the host; None: on for a CUDA device. The same
@@ -299,6 +307,7 @@ class CoverConfig:
     device_paste: bool | None = None
     donor_context: float | None = None
     donor_detail: float = 5.0
+    ring: float = 0.25
 
     def __post_init__(self) -> None:
         _check(self.mode in COVER_MODES, f"mode must be one of {', '.join(COVER_MODES)}, got {self.mode!r}")
@@ -317,6 +326,7 @@ class CoverConfig:
         _check(
             self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
         )
+        _check(0.0 <= self.ring <= 0.5, f"ring must be in [0, 0.5], got {self.ring}")
         _check(0 <= self.face_workers <= 32, f"face_workers must be in [0, 32], got {self.face_workers}")
         _check(
             self.donor_context is None or self.donor_context == 0 or 1.0 <= self.donor_context <= 4.0,

@@ -156,9 +156,10 @@ FACE_HALF_WIDTH = 1.05
 FACE_HALF_HEIGHT = 1.25
 
 
-def face_region(points: np.ndarray, resolution: int, grow: float = 1.0) -> np.ndarray:
-    """float32 (res, res): 1 on the face's skin by its 5 landmarks in crop pixels, else 0;
-    with `grow`, that ellipse scaled about its centre."""
+def face_distance(points: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """float64 (len(ys), len(xs)): where each pixel of the grid xs x ys lies against the face's
+    skin ellipse by its 5 landmarks (same pixels as `points`): 1 on its edge, below 1 inside,
+    its `grow` beyond the edge of the ellipse scaled by `grow` about its centre."""
     p = np.asarray(points, np.float64)
     eyes, mouth = (p[0] + p[1]) / 2, (p[3] + p[4]) / 2
     down = mouth - eyes
@@ -166,12 +167,19 @@ def face_region(points: np.ndarray, resolution: int, grow: float = 1.0) -> np.nd
     w = max(float(np.hypot(*(p[1] - p[0]))), 1e-6)
     down = down / d
     c = eyes + FACE_CENTRE * d * down
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    dt = np.float32 if xs.dtype == np.float32 and ys.dtype == np.float32 else np.float64  # float32: a frame's
+    dx, dy = (xs.astype(dt) - dt(c[0]))[None, :], (ys.astype(dt) - dt(c[1]))[:, None]
+    along = dx * dt(down[0]) + dy * dt(down[1])
+    across = dx * dt(down[1]) - dy * dt(down[0])
+    return np.sqrt((across / dt(FACE_HALF_WIDTH * w)) ** 2 + (along / dt(FACE_HALF_HEIGHT * d)) ** 2)
+
+
+def face_region(points: np.ndarray, resolution: int, grow: float = 1.0) -> np.ndarray:
+    """float32 (res, res): 1 on the face's skin by its 5 landmarks in crop pixels, else 0;
+    with `grow`, that ellipse scaled about its centre."""
     r = np.arange(resolution, dtype=np.float64)
-    dx, dy = r[None, :] - c[0], r[:, None] - c[1]
-    along = dx * down[0] + dy * down[1]
-    across = dx * down[1] - dy * down[0]
-    half_w, half_h = grow * FACE_HALF_WIDTH * w, grow * FACE_HALF_HEIGHT * d
-    return ((across / half_w) ** 2 + (along / half_h) ** 2 <= 1.0).astype(np.float32)
+    return (face_distance(points, r, r) <= grow).astype(np.float32)
 
 
 def face_alpha(points: np.ndarray, resolution: int, grow: float = 1.0) -> np.ndarray:

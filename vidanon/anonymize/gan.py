@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from vidanon.anonymize import align, devpaste
+from vidanon.anonymize import align, devpaste, ring
 from vidanon.anonymize.checkpoint import load_generator
 from vidanon.anonymize.donor import DonorFaces
 from vidanon.anonymize.filters import apply_filter, region_mask
@@ -69,6 +69,9 @@ GUARD_REDRAWS = 4  # replacement z the identity guard tries per check
 GUARD_RECHECK = 30  # frames after which a track's face is checked again
 OWN_ALIGN_SAME = 0.03  # landmarks this close (share of the face's height) align the same crop for SFace
 GUARD_RECHECK_EXIT = 0.1  # a track is also checked again once this much more of its cover left the frame
+# ... and once its face's height changed by this factor (either way) since its last check: in a
+# fast zoom (stress.py zoom, 13% a frame) a face passed at one scale read 0.36-0.40 at another
+GUARD_RECHECK_SCALE = 1.25
 GUARD_REAL = 0.7  # YuNet score a new track's generated face should reach (the detection threshold is 0.5)
 GUARD_REAL_ORIGINAL = 0.8  # ... where the original scores this or more
 # grey noise sigma around a face (`noise_sigma`) from which the guard reads the original through noise draws
@@ -222,6 +225,9 @@ class Prepared:
     small: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     gen: np.ndarray | None = None
     crops: align.Crops | None = None
+    # every face's filter region, centres and semi-axes (n, 2) each (`_cover_extent`): what
+    # `ring.mirror` never takes pixels from
+    regions: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class GanCoverer:
@@ -396,6 +402,7 @@ class GanCoverer:
         frame_index: int,
         positions: np.ndarray,
         vis: np.ndarray,
+        regions: tuple[np.ndarray, np.ndarray],
     ) -> np.ndarray:
         """The identity guard. A generated face, pasted, is compared with the original by SFace:
         each new track's first face, and each track's face again every GUARD_RECHECK frames,
@@ -425,11 +432,10 @@ class GanCoverer:
         A face in noisy footage (`noise_sigma` GUARD_NOISY or more) is also read through noise
         draws (`_noise_draws`) and held to GUARD_NOISY_COSINE, and a track first seen so tries
         every z at its first GUARD_SETTLE checks (`_settle`).
-        `vis`: each face's share of its cover inside the frame (`_visible`)."""
+        `vis`: each face's share of its cover inside the frame (`_visible`); `regions`: every face's
+        filter region in the frame (`Prepared.regions`), `positions` the faces' places among them."""
         h, w = frame.shape[:2]
-        todo = [
-            i for i in range(len(faces)) if self._check_due(int(faces.track_id[i]), frame_index, vis[i], faces.state[i])
-        ]
+        todo = [i for i in range(len(faces)) if self._check_due(int(faces.track_id[i]), frame_index, vis[i], faces, i)]
         if not todo:
             return gen
         # the original at the tracked landmarks and as YuNet places it in this frame (`vidanon
@@ -480,6 +486,7 @@ class GanCoverer:
                 part = self._paste_part(view[i], crops, i, faces.xyxy[i], w, h)
                 if part is not None:
                     _blend(cand, part)
+            self._mirror(cand, frame, crops, faces, todo, positions, regions)  # as it will be shown
             gen_found = self._find(cand, faces, active)
             e_cand = self._embed(cand, _places(faces, active, raw=raw, own=self._apart(gen_found, faces)))
             noisy = draws.readings(self._embed, cand, active)
@@ -527,7 +534,8 @@ class GanCoverer:
             if self.redraws[t] != shown[i]:
                 # another fake person: shown at once, not faded in from the one too like the original
                 self.blend.forget(t)
-            self.checked[t] = (frame_index, float(vis[i]), bool(faces.state[i] == DETECTED))
+            height = float(faces.xyxy[i, 3] - faces.xyxy[i, 1])
+            self.checked[t] = (frame_index, float(vis[i]), bool(faces.state[i] == DETECTED), height)
             # no z passed: the face is filtered until a check finds one that does (fail closed)
             if best[i][0][0]:
                 self.unsafe.add(t)
@@ -590,20 +598,23 @@ class GanCoverer:
         acc = self.settle[track_id].get(redraw)
         return acc is None or acc[0] < GUARD_NOISY_COSINE
 
-    def _check_due(self, track_id: int, frame_index: int, visible: float, state: int) -> bool:
-        """Whether the identity guard checks this track's face in this frame (`_guard`): a new
-        track, GUARD_RECHECK frames after its last check, GUARD_RECHECK_EXIT more of it out of
-        the frame, or its first detection after checks at places only held or backfilled (where
-        the original may show no face: stress.py flash was checked on a blurred frame before its
-        face flashed in, and read 0.41 there)."""
+    def _check_due(self, track_id: int, frame_index: int, visible: float, faces: FaceDetections, i: int) -> bool:
+        """Whether the identity guard checks this track's face (face i of `faces`) in this frame
+        (`_guard`): a new track, GUARD_RECHECK frames after its last check, GUARD_RECHECK_EXIT more
+        of it out of the frame, its height changed GUARD_RECHECK_SCALE times, or its first
+        detection after checks at places only held or backfilled (where the original may show no
+        face: stress.py flash was checked on a blurred frame before its face flashed in, and read
+        0.41 there)."""
         if track_id < 0:
             return False
         last = self.checked.get(track_id)
+        height = max(float(faces.xyxy[i, 3] - faces.xyxy[i, 1]), 1e-6)
         return (
             last is None
             or frame_index - last[0] >= GUARD_RECHECK
             or last[1] - visible >= GUARD_RECHECK_EXIT
-            or (not last[2] and state == DETECTED)
+            or max(height / max(last[3], 1e-6), last[3] / height) >= GUARD_RECHECK_SCALE
+            or (not last[2] and faces.state[i] == DETECTED)
             or (
                 track_id in self.settle
                 and self.settle_checks.get(track_id, 0) < GUARD_SETTLE
@@ -627,7 +638,7 @@ class GanCoverer:
         for i, t in enumerate(int(t) for t in faces.track_id):
             if t < 0 or frame_index - self.generated.get(t, -every) >= every or vis[i] < 1 - 1e-6:
                 continue
-            if self.sface is not None and self._check_due(t, frame_index, vis[i], faces.state[i]):
+            if self.sface is not None and self._check_due(t, frame_index, vis[i], faces, i):
                 continue
             face = self.blend.running(t, frame_index, crops.points[i], crops.images[i], crops.masks[i])
             if face is not None:
@@ -687,6 +698,32 @@ class GanCoverer:
             if np.abs(det.landmarks[0] - faces.landmarks[i]).max() > OWN_ALIGN_SAME * size:
                 out[i] = det
         return out
+
+    def _mirror(
+        self,
+        out: np.ndarray,
+        frame: np.ndarray,
+        crops: align.Crops,
+        faces: FaceDetections,
+        idx,
+        positions: np.ndarray,
+        regions: tuple[np.ndarray, np.ndarray],
+    ) -> None:
+        """The outer band (`CoverConfig.ring`) of the generated region of each face of `idx`,
+        pasted in `out`, blended into `frame`'s surroundings mirrored inward (`ring.mirror`; by
+        the face's size, `ring.strength`), in place; `positions`: the faces' places among `regions`."""
+        if self.cfg.ring <= 0:
+            return
+        h, w = frame.shape[:2]
+        res = self.gcfg.resolution
+        for i in idx:
+            m, box = crops.transforms[i], np.asarray(faces.xyxy[i], np.float64)
+            share = ring.strength(float(box[3] - box[1]))
+            rect = align.paste_rect(m, box, self.cfg.mask_scale, res, w, h)
+            if rect is not None and share > 0:
+                ellipse = align.grown_ellipse(m, box, self.cfg.mask_scale)
+                pos = int(positions[i])
+                ring.mirror(out, frame, ellipse, faces.landmarks[i], rect, regions, pos, self.cfg.ring, share)
 
     def _paste_host(
         self, out: np.ndarray, gen: np.ndarray, crops: align.Crops, xyxy: np.ndarray
@@ -760,12 +797,13 @@ class GanCoverer:
         if self.unsafe:  # filtered until the guard's next check of the track (`_guard`)
             generated &= np.array(
                 [
-                    int(t) not in self.unsafe or self._check_due(int(t), frame_index, v, st)
-                    for t, v, st in zip(faces.track_id, visible, faces.state)
+                    int(t) not in self.unsafe or self._check_due(int(t), frame_index, v, faces, i)
+                    for i, (t, v) in enumerate(zip(faces.track_id, visible))
                 ],
                 bool,
             )
         p = Prepared(frame, faces, np.flatnonzero(generated), np.flatnonzero(~generated))
+        p.regions = _cover_extent(faces.xyxy.astype(np.float64), self.cfg.mask_scale)
         if len(p.big):
             secs, t0 = self.seconds, time.perf_counter()
             gfaces = faces[p.big]
@@ -797,7 +835,7 @@ class GanCoverer:
                 self.generated[int(t)] = frame_index
             t2 = time.perf_counter()
             if self.sface is not None:
-                gen = self._guard(frame, gfaces, crops, gen, frame_index, p.big, vis)
+                gen = self._guard(frame, gfaces, crops, gen, frame_index, p.big, vis, p.regions)
                 bad = np.array([int(t) in self.unsafe for t in gfaces.track_id], bool)
                 if bad.any():
                     p.small = np.sort(np.concatenate([p.small, p.big[bad]]))
@@ -828,6 +866,7 @@ class GanCoverer:
                 pastes = devpaste.paste(out, gen, crops, gfaces.xyxy, self.cfg.mask_scale, self.device)
             else:
                 pastes = self._paste_host(out, gen, crops, gfaces.xyxy)
+            self._mirror(out, frame, crops, gfaces, range(len(gfaces)), p.big, p.regions)
             # Whatever of the filter region no hard paste covers gets the fallback filter,
             # checked inside the window that holds every region and paste, not the whole frame.
             wx0, wy0, wx1, wy1 = _window(gfaces, self.cfg.mask_scale, [rect for rect, _ in pastes], w, h)
