@@ -157,9 +157,10 @@ FACE_HALF_HEIGHT = 1.25
 
 
 def face_distance(points: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """float64 (len(ys), len(xs)): where each pixel of the grid xs x ys lies against the face's
-    skin ellipse by its 5 landmarks (same pixels as `points`): 1 on its edge, below 1 inside,
-    its `grow` beyond the edge of the ellipse scaled by `grow` about its centre."""
+    """(len(ys), len(xs)), float32 for float32 xs and ys, else float64: where each pixel of the
+    grid xs x ys lies against the face's skin ellipse by its 5 landmarks (same pixels as
+    `points`): below 1 inside, 1 on its edge, g on the edge of that ellipse scaled by g about
+    its centre (`face_region`'s `grow`)."""
     p = np.asarray(points, np.float64)
     eyes, mouth = (p[0] + p[1]) / 2, (p[3] + p[4]) / 2
     down = mouth - eyes
@@ -168,7 +169,7 @@ def face_distance(points: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndar
     down = down / d
     c = eyes + FACE_CENTRE * d * down
     xs, ys = np.asarray(xs), np.asarray(ys)
-    dt = np.float32 if xs.dtype == np.float32 and ys.dtype == np.float32 else np.float64  # float32: a frame's
+    dt = np.float32 if xs.dtype == np.float32 and ys.dtype == np.float32 else np.float64
     dx, dy = (xs.astype(dt) - dt(c[0]))[None, :], (ys.astype(dt) - dt(c[1]))[:, None]
     along = dx * dt(down[0]) + dy * dt(down[1])
     across = dx * dt(down[1]) - dy * dt(down[0])
