@@ -286,7 +286,8 @@ def grown_ellipse(m: np.ndarray, xyxy: np.ndarray, mask_scale: float) -> tuple[n
     return c, axes + max(MARGIN / _scale_of(m), MARGIN)
 
 
-def _inside_ellipse(px: np.ndarray, py: np.ndarray, c: np.ndarray, axes: np.ndarray) -> np.ndarray:
+def inside_ellipse(px: np.ndarray, py: np.ndarray, c: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """bool: whether the points (px, py) lie in the axis-aligned ellipse of centre c and semi-axes `axes`."""
     ax = max(float(axes[0]), 1e-6)
     ay = max(float(axes[1]), 1e-6)
     return ((px - c[0]) / ax) ** 2 + ((py - c[1]) / ay) ** 2 <= 1.0
@@ -315,7 +316,7 @@ def crop_mask(m: np.ndarray, xyxy: np.ndarray, mask_scale: float, resolution: in
     c, axes = grown_ellipse(m, xyxy, mask_scale)
     r = np.arange(resolution)
     px, py = _affine_grid(invert(m), r, r)
-    return _inside_ellipse(px, py, c, axes).astype(np.float32)
+    return inside_ellipse(px, py, c, axes).astype(np.float32)
 
 
 def heatmaps(points_crop: np.ndarray, resolution: int) -> np.ndarray:
@@ -522,7 +523,7 @@ def paste_geometry(
     xs, ys = np.arange(x0, x1), np.arange(y0, y1)
     qx, qy = _affine_grid(m, xs, ys)
     in_crop = (qx >= 0) & (qx <= resolution - 1) & (qy >= 0) & (qy <= resolution - 1)
-    return in_crop & _inside_ellipse(xs[None, :], ys[:, None], c, axes)
+    return in_crop & inside_ellipse(xs[None, :], ys[:, None], c, axes)
 
 
 def warp_back(

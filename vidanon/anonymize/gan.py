@@ -225,9 +225,6 @@ class Prepared:
     small: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     gen: np.ndarray | None = None
     crops: align.Crops | None = None
-    # every face's filter region, centres and semi-axes (n, 2) each (`_cover_extent`): what
-    # `ring.mirror` never takes pixels from
-    regions: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class GanCoverer:
@@ -402,7 +399,7 @@ class GanCoverer:
         frame_index: int,
         positions: np.ndarray,
         vis: np.ndarray,
-        regions: tuple[np.ndarray, np.ndarray],
+        everyone: FaceDetections,
     ) -> np.ndarray:
         """The identity guard. A generated face, pasted, is compared with the original by SFace:
         each new track's first face, and each track's face again every GUARD_RECHECK frames,
@@ -432,10 +429,11 @@ class GanCoverer:
         A face in noisy footage (`noise_sigma` GUARD_NOISY or more) is also read through noise
         draws (`_noise_draws`) and held to GUARD_NOISY_COSINE, and a track first seen so tries
         every z at its first GUARD_SETTLE checks (`_settle`).
-        `vis`: each face's share of its cover inside the frame (`_visible`); `regions`: every face's
-        filter region in the frame (`Prepared.regions`), `positions` the faces' places among them."""
+        `vis`: each face's share of its cover inside the frame (`_visible`); `everyone`: every face of
+        the frame (`ring.mirror` takes no pixel from their regions), `positions` the faces' places
+        among them."""
         h, w = frame.shape[:2]
-        todo = [i for i in range(len(faces)) if self._check_due(int(faces.track_id[i]), frame_index, vis[i], faces, i)]
+        todo = [i for i in range(len(faces)) if self._check_due(faces, i, frame_index, vis[i])]
         if not todo:
             return gen
         # the original at the tracked landmarks and as YuNet places it in this frame (`vidanon
@@ -486,7 +484,7 @@ class GanCoverer:
                 part = self._paste_part(view[i], crops, i, faces.xyxy[i], w, h)
                 if part is not None:
                     _blend(cand, part)
-            self._mirror(cand, frame, crops, faces, todo, positions, regions)  # as it will be shown
+            self._mirror(cand, frame, crops, faces, todo, positions, everyone)  # as it will be shown
             gen_found = self._find(cand, faces, active)
             e_cand = self._embed(cand, _places(faces, active, raw=raw, own=self._apart(gen_found, faces)))
             noisy = draws.readings(self._embed, cand, active)
@@ -598,13 +596,14 @@ class GanCoverer:
         acc = self.settle[track_id].get(redraw)
         return acc is None or acc[0] < GUARD_NOISY_COSINE
 
-    def _check_due(self, track_id: int, frame_index: int, visible: float, faces: FaceDetections, i: int) -> bool:
-        """Whether the identity guard checks this track's face (face i of `faces`) in this frame
+    def _check_due(self, faces: FaceDetections, i: int, frame_index: int, visible: float) -> bool:
+        """Whether the identity guard checks face i of `faces` (its track's) in this frame
         (`_guard`): a new track, GUARD_RECHECK frames after its last check, GUARD_RECHECK_EXIT more
         of it out of the frame, its height changed GUARD_RECHECK_SCALE times, or its first
         detection after checks at places only held or backfilled (where the original may show no
         face: stress.py flash was checked on a blurred frame before its face flashed in, and read
         0.41 there)."""
+        track_id = int(faces.track_id[i])
         if track_id < 0:
             return False
         last = self.checked.get(track_id)
@@ -638,7 +637,7 @@ class GanCoverer:
         for i, t in enumerate(int(t) for t in faces.track_id):
             if t < 0 or frame_index - self.generated.get(t, -every) >= every or vis[i] < 1 - 1e-6:
                 continue
-            if self.sface is not None and self._check_due(t, frame_index, vis[i], faces, i):
+            if self.sface is not None and self._check_due(faces, i, frame_index, vis[i]):
                 continue
             face = self.blend.running(t, frame_index, crops.points[i], crops.images[i], crops.masks[i])
             if face is not None:
@@ -707,13 +706,15 @@ class GanCoverer:
         faces: FaceDetections,
         idx,
         positions: np.ndarray,
-        regions: tuple[np.ndarray, np.ndarray],
+        everyone: FaceDetections,
     ) -> None:
         """The outer band (`CoverConfig.ring`) of the generated region of each face of `idx`,
         pasted in `out`, blended into `frame`'s surroundings mirrored inward (`ring.mirror`; by
-        the face's size, `ring.strength`), in place; `positions`: the faces' places among `regions`."""
+        the face's size, `ring.strength`), in place; `positions`: the faces' places among
+        `everyone`, every face of the frame (no pixel is taken from their regions)."""
         if self.cfg.ring <= 0:
             return
+        regions = _cover_extent(everyone.xyxy.astype(np.float64), self.cfg.mask_scale)
         h, w = frame.shape[:2]
         res = self.gcfg.resolution
         for i in idx:
@@ -797,13 +798,12 @@ class GanCoverer:
         if self.unsafe:  # filtered until the guard's next check of the track (`_guard`)
             generated &= np.array(
                 [
-                    int(t) not in self.unsafe or self._check_due(int(t), frame_index, v, faces, i)
+                    int(t) not in self.unsafe or self._check_due(faces, i, frame_index, v)
                     for i, (t, v) in enumerate(zip(faces.track_id, visible))
                 ],
                 bool,
             )
         p = Prepared(frame, faces, np.flatnonzero(generated), np.flatnonzero(~generated))
-        p.regions = _cover_extent(faces.xyxy.astype(np.float64), self.cfg.mask_scale)
         if len(p.big):
             secs, t0 = self.seconds, time.perf_counter()
             gfaces = faces[p.big]
@@ -835,7 +835,7 @@ class GanCoverer:
                 self.generated[int(t)] = frame_index
             t2 = time.perf_counter()
             if self.sface is not None:
-                gen = self._guard(frame, gfaces, crops, gen, frame_index, p.big, vis, p.regions)
+                gen = self._guard(frame, gfaces, crops, gen, frame_index, p.big, vis, faces)
                 bad = np.array([int(t) in self.unsafe for t in gfaces.track_id], bool)
                 if bad.any():
                     p.small = np.sort(np.concatenate([p.small, p.big[bad]]))
@@ -866,7 +866,7 @@ class GanCoverer:
                 pastes = devpaste.paste(out, gen, crops, gfaces.xyxy, self.cfg.mask_scale, self.device)
             else:
                 pastes = self._paste_host(out, gen, crops, gfaces.xyxy)
-            self._mirror(out, frame, crops, gfaces, range(len(gfaces)), p.big, p.regions)
+            self._mirror(out, frame, crops, gfaces, range(len(gfaces)), p.big, faces)
             # Whatever of the filter region no hard paste covers gets the fallback filter,
             # checked inside the window that holds every region and paste, not the whole frame.
             wx0, wy0, wx1, wy1 = _window(gfaces, self.cfg.mask_scale, [rect for rect, _ in pastes], w, h)

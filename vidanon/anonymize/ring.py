@@ -106,8 +106,7 @@ def _outside(xs: np.ndarray, ys: np.ndarray, centres: np.ndarray, halves: np.nda
     for c, h in zip(centres, halves * EXCLUDE_GROW + EXCLUDE_PX + more):
         if ((c + h) < lo).any() or ((c - h) > hi).any():
             continue
-        h = np.maximum(h, 1e-6)
-        out = ((xs - np.float32(c[0])) / np.float32(h[0])) ** 2 + ((ys - np.float32(c[1])) / np.float32(h[1])) ** 2 > 1
+        out = ~align.inside_ellipse(xs, ys, c.astype(np.float32), h)  # (float32, as the grid)
         ok = out if ok is None else ok & out
     return ok
 
