@@ -22,6 +22,7 @@ from conftest import decode_rgb, leaked_faces, stream_packets, video_pts, video_
 
 from vidanon.config import DetectConfig, EncodeConfig, PipelineConfig
 from vidanon.errors import InputError, OutputError
+from vidanon.io.decode import side_data
 from vidanon.pipeline import FrameAnonymizer, anonymize_video
 from vidanon.synth import photo, write_frames, write_video
 
@@ -536,7 +537,7 @@ def test_a_mirroring_display_matrix_is_kept(media, tmp_path, detector):
 
     def matrix(path: Path) -> bytes:
         with av.open(str(path)) as c:
-            return bytes(next(sd for sd in next(c.decode(video=0)).side_data if sd.type.name == "DISPLAYMATRIX"))
+            return bytes(side_data(next(c.decode(video=0)), "DISPLAYMATRIX")[0])
 
     out = tmp_path / "o.mp4"
     anonymize_video(src, out)

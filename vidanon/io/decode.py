@@ -108,11 +108,20 @@ def _color(first: av.VideoFrame, ctx: av.video.codeccontext.VideoCodecContext) -
     )
 
 
+def side_data(frame: av.VideoFrame, name: str) -> list:
+    """The frame's side data of FFmpeg type `name` (e.g. "DISPLAYMATRIX"). PyAV up to 18.0
+    iterates `frame.side_data` as a list of entries; 18.1 as a mapping, whose iteration gives
+    the types alone (the entries, `.type.name` and all, are its values)."""
+    entries = frame.side_data
+    entries = entries.values() if hasattr(entries, "values") else entries
+    return [sd for sd in entries if getattr(getattr(sd, "type", None), "name", None) == name]
+
+
 def _mirror_matrix(first_frame: av.VideoFrame | None) -> tuple[int, ...] | None:
     """The first frame's display matrix where it mirrors the picture as well as turning it
     (a negative determinant; `frame.rotation` gives only the angle), else None."""
     try:
-        found = [sd for sd in first_frame.side_data if sd.type.name == "DISPLAYMATRIX"]
+        found = side_data(first_frame, "DISPLAYMATRIX")
     except (AttributeError, TypeError, ValueError):
         return None
     if not found or len(bytes(found[0])) != 36:
