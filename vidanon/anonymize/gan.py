@@ -64,10 +64,7 @@ def _window(
     return x0, y0, max(min(width, x1), x0 + 1), max(min(height, y1), y0 + 1)
 
 
-# SFace cosine at which a generated face counts as too like the original (same-person: 0.363). 0.30
-# until 2026-12-07: with the donor's detail over the whole region (`CoverConfig.donor_reach` 3) a
-# face of stress.py's flash scene passed at 0.20 and read 0.36 twelve frames on; 0.27 redraws it.
-GUARD_COSINE = 0.27
+GUARD_COSINE = 0.30  # SFace cosine at which a generated face counts as too like the original (same-person: 0.363)
 GUARD_REDRAWS = 4  # replacement z the identity guard tries per check
 GUARD_RECHECK = 30  # frames after which a track's face is checked again
 OWN_ALIGN_SAME = 0.03  # landmarks this close (share of the face's height) align the same crop for SFace
@@ -345,19 +342,11 @@ class GanCoverer:
         out = ((out.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         out = out.permute(0, 2, 3, 1).cpu().numpy()
         if drawn is not None and self.cfg.donor_detail > 0:
-            shown = self.donors.drawn(z, points)
             for i in range(len(out)):
                 gain = align.detail_gain(crops.images[i], crops.points[i], crops.transforms[i])
                 if gain > 0:
                     out[i] = align.with_donor_detail(
-                        out[i],
-                        drawn[i],
-                        own[i],
-                        crops.masks[i],
-                        self.cfg.donor_detail,
-                        gain,
-                        self.cfg.donor_reach,
-                        shown[i],
+                        out[i], drawn[i], own[i], crops.masks[i], self.cfg.donor_detail, gain
                     )
         return out
 
