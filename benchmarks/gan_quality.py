@@ -344,9 +344,6 @@ def main() -> int:
         "--mask-scale", type=float, default=None, help="covered region = face box x this (default: the CLI's)"
     )
     ap.add_argument("--donor-detail", type=float, default=None, help="the donor's detail finer than this (crop px)")
-    ap.add_argument(
-        "--donor-reach", type=float, default=None, help="the donor's detail over its face region grown by this"
-    )
     ap.add_argument("--ring", type=float, default=None, help="outer share of the region mirrored from its surroundings")
     args = ap.parse_args()
 
@@ -357,7 +354,6 @@ def main() -> int:
     given = (
         ("mask_scale", args.mask_scale),
         ("donor_detail", args.donor_detail),
-        ("donor_reach", args.donor_reach),
         ("ring", args.ring),
     )
     extra = {k: v for k, v in given if v is not None}
