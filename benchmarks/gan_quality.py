@@ -351,11 +351,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    given = (
-        ("mask_scale", args.mask_scale),
-        ("donor_detail", args.donor_detail),
-        ("ring", args.ring),
-    )
+    given = (("mask_scale", args.mask_scale), ("donor_detail", args.donor_detail), ("ring", args.ring))
     extra = {k: v for k, v in given if v is not None}
     cov = GanCoverer(CoverConfig(mode="gan", checkpoint=args.checkpoint, seed=args.seed, **extra))
     det = YuNetDetector(DetectConfig())
