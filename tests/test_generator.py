@@ -444,6 +444,7 @@ def test_identity_guard_redraws_a_face_like_the_original(tiny_ckpt, photo_faces,
                 out[k] = 128
         return out
 
+    monkeypatch.setattr(gan_mod, "GUARD_WATCH", 2.0)  # no track watched (`test_identity_guard_watches_...`)
     outs = {}
     for guard in (False, True):
         cov = _coverer(tiny_ckpt, seed=5, identity_guard=guard)
@@ -553,6 +554,7 @@ def test_regenerate_every_generates_where_the_guard_checks(tiny_ckpt, photo_face
     """A held face is not what the guard judges: a track whose check is due is generated."""
     from vidanon.anonymize import gan as gan_mod
 
+    monkeypatch.setattr(gan_mod, "GUARD_WATCH", 2.0)  # no track watched (`test_identity_guard_watches_...`)
     img, faces = photo_faces
     calls: list[int] = []
 
@@ -625,6 +627,7 @@ def test_identity_guard_checks_tracks_again_and_redraws_mid_track(tiny_ckpt, pho
                 out[k] = crops.images[k]
         return out
 
+    monkeypatch.setattr(gan_mod, "GUARD_WATCH", 2.0)  # no track watched (`test_identity_guard_watches_...`)
     cov = _coverer(tiny_ckpt, seed=5)
     monkeypatch.setattr(cov, "generate", generator)
     dim = cov.gcfg.z_dim
@@ -637,8 +640,11 @@ def test_identity_guard_checks_tracks_again_and_redraws_mid_track(tiny_ckpt, pho
         assert calls == [len(faces) - len(cov.unsafe)]
     copied = [latent(5, t, dim, redraw=before[t]) for t in map(int, faces.track_id)]  # the current z
     copy["on"] = True
+    tried = {t: max(cov.tried.get(t, 0), before[t]) for t in before}
     out = cov.cover(img, faces, gan_mod.GUARD_RECHECK)
     assert all(cov.redraws[t] > before[t] for t in map(int, faces.track_id))  # a new fake identity each
+    # ... the least alike of every z it tries: one change, not one a frame at the limit
+    assert all(cov.tried[t] == tried[t] + gan_mod.GUARD_REDRAWS for t in map(int, faces.track_id))
     shown = faces[np.array([int(t) not in cov.unsafe for t in faces.track_id])]  # grey, or filtered
     assert len(shown) >= 2
     hard = region_mask(img.shape[:2], shown, replace(CoverConfig(), mask_scale=1.0)) > 0
@@ -677,6 +683,71 @@ def test_identity_guard_checks_tracks_again_and_redraws_mid_track(tiny_ckpt, pho
     cov.cover(img, zoomed(gan_mod.GUARD_RECHECK_SCALE), gan_mod.GUARD_RECHECK + 3)
     again = {t for t in cov.checked if cov.checked[t] != checked[t]}
     assert again == {int(faces.track_id[k])}
+
+
+def test_identity_guard_watches_tracks_near_the_limit(tiny_ckpt, photo_faces, monkeypatch):
+    """A track whose kept face read GUARD_WATCH or more at its last check is checked again
+    every GUARD_WATCH_GAP frames, the others only at GUARD_RECHECK (or as the frame edge, a
+    zoom, ... make them due): a face's reading moves from frame to frame, and one kept just
+    under GUARD_COSINE went past 0.363 within frames (people.mp4). A track no z passed for is
+    filtered, not watched (its check tries every z). Here the real generator and SFace read
+    the photo's faces, and GUARD_WATCH is put between the shown faces' readings."""
+    from vidanon.anonymize import gan as gan_mod
+
+    img, faces = photo_faces
+    cov = _coverer(tiny_ckpt, seed=5)
+    cov.cover(img, faces, 0)
+    assert set(cov.checked) == set(map(int, faces.track_id))
+    shown = sorted(c[4] for t, c in cov.checked.items() if t not in cov.unsafe)
+    assert len(shown) >= 2 and shown[0] < shown[-1]
+    watch = (shown[0] + shown[-1]) / 2
+    monkeypatch.setattr(gan_mod, "GUARD_WATCH", watch)
+    for k in range(1, 4):
+        before, unsafe = dict(cov.checked), set(cov.unsafe)
+        cov.cover(img, faces, k)
+        again = {t for t in cov.checked if cov.checked[t] != before[t]}
+        assert again == {t for t, c in before.items() if c[4] >= watch and t not in unsafe}
+        assert again  # the highest reading stays watched: the same frame reads the same
+
+
+def test_identity_guard_reads_shifted_alignments(tiny_ckpt, photo_faces, monkeypatch):
+    """SFace's reading moves with the alignment, so the guard also reads the original and the
+    generated face both aligned at the face's place shifted by GUARD_SHIFT of its height
+    (`_shifted`) and takes the highest reading. Here SFace (the guard's neighbour) is a fake
+    that reads every face as the person at the shifted places only: with the shifts, every
+    track tries every z and, none passing, is filtered; without them (GUARD_SHIFT 0) none is."""
+    from vidanon.anonymize import gan as gan_mod
+
+    img, faces = photo_faces
+    places = faces.landmarks.astype(np.float64)
+
+    class ShiftedAlike:
+        def embed(self, rgb, dets):
+            out = np.zeros((len(dets), 128), np.float32)
+            original = np.array_equal(rgb, img)
+            for k in range(len(dets)):
+                off = dets.landmarks[k][None].astype(np.float64) - places
+                j = int(np.argmin(np.abs(off).sum(axis=(1, 2))))
+                if np.linalg.norm(off[j].mean(axis=0)) > 0.5:
+                    out[k, 0] = 1.0  # at a shifted place: the same for both
+                else:
+                    out[k, 1 + j + (0 if original else 64)] = 1.0  # elsewhere: never alike
+            return out
+
+    monkeypatch.setattr(gan_mod, "GUARD_REAL_ORIGINAL", 2.0)  # no realism judged: only the cosine redraws
+    for shift, redrawn in ((gan_mod.GUARD_SHIFT, True), (0.0, False)):
+        monkeypatch.setattr(gan_mod, "GUARD_SHIFT", shift)
+        cov = _coverer(tiny_ckpt, seed=5)
+        cov.sface = ShiftedAlike()
+        monkeypatch.setattr(cov, "_find", lambda img, faces, active: {})  # the tracked places alone
+        cov.cover(img, faces, 0)
+        tracks = set(map(int, faces.track_id))
+        if redrawn:
+            assert all(cov.tried[t] == gan_mod.GUARD_REDRAWS for t in tracks)  # every z tried
+            assert cov.unsafe == tracks
+            assert all(cov.checked[t][4] == pytest.approx(1.0) for t in tracks)
+        else:
+            assert not any(cov.tried.get(t, 0) for t in tracks) and not cov.unsafe
 
 
 def test_eyes_in_frame():
@@ -1070,6 +1141,9 @@ def test_identity_guard_draws_again_for_a_face_the_detector_misses(tiny_ckpt, ph
     from vidanon.detect.yunet import YuNetDetector
     from vidanon.metrics.tracks import iou_matrix
 
+    # readings at the detected places alone: another real person of the photo can read 0.27 or
+    # more at a shifted one, and this is about realism
+    monkeypatch.setattr(gan_mod, "GUARD_SHIFT", 0.0)
     img, faces = photo_faces
     dim = load_generator(tiny_ckpt).cfg.z_dim
     first = [latent(5, int(t), dim) for t in faces.track_id]
@@ -1187,6 +1261,7 @@ def test_identity_guard_reads_a_noisy_face_through_noise_draws(tiny_ckpt, photo_
     the same run, the same bytes."""
     from vidanon.anonymize import gan as gan_mod
 
+    monkeypatch.setattr(gan_mod, "GUARD_WATCH", 2.0)  # no track watched (`test_identity_guard_watches_...`)
     img, faces = photo_faces
     n, tries = len(faces), 1 + gan_mod.GUARD_REDRAWS
     monkeypatch.setattr(gan_mod, "GUARD_REAL", 0.0)  # privacy alone: realism has its own test
@@ -1299,8 +1374,10 @@ def test_identity_guard_checks_again_at_the_first_detection(tiny_ckpt, photo_fac
     """A track first checked where it was only backfilled or held (the original may show no face
     there: `stress.py` flash was checked on a blurred frame, then read 0.41 when its face
     flashed in) is checked again at its first detection, and then not before GUARD_RECHECK."""
+    from vidanon.anonymize import gan as gan_mod
     from vidanon.types import BACKFILLED
 
+    monkeypatch.setattr(gan_mod, "GUARD_WATCH", 2.0)  # no track watched (`test_identity_guard_watches_...`)
     img, faces = photo_faces
     cov = _coverer(tiny_ckpt, seed=5, regenerate_every=1)
     monkeypatch.setattr(cov, "generate", lambda crops, z: np.full_like(crops.images, 128))
@@ -1461,10 +1538,15 @@ def _fine(img: np.ndarray, sigma: float) -> np.ndarray:
     return f - cv2.GaussianBlur(f, (0, 0), sigma)
 
 
+def _luma(img):
+    return img.astype(np.float32) @ align.LUMA
+
+
 def test_donor_detail_is_the_donors_and_the_light_the_generators(photo_faces):
-    """`align.with_donor_detail`: inside the donor's face and the mask, the fine bands are the
-    donor's and the coarse ones (the face's colour) the generated crop's; elsewhere the crop
-    is as generated."""
+    """`align.with_donor_detail`: inside the donor's face (grown by `reach`) and the mask, the
+    fine bands of the luma are the donor's, the coarse ones and the colour the generated
+    crop's; where the donor crop shows padding (`drawn` 0) and elsewhere the crop is as
+    generated."""
     img, faces = photo_faces
     crops = align.make_crops(img, faces.xyxy[:2], faces.landmarks[:2], 64, 1.75, 1.3)
     mask, points = crops.masks[0], crops.points[0]
@@ -1479,12 +1561,25 @@ def test_donor_detail_is_the_donors_and_the_light_the_generators(photo_faces):
     assert not changed[mask == 0].any()  # known pixels as they were
     inner = (align.face_alpha(points, 64, align.DETAIL_GROW) > 0.95) & (mask > 0)
     assert inner.sum() > 300
-    fine = [_fine(x, 1.5)[inner].ravel() for x in (out, sharp, donor)]
+    fine = [_fine(_luma(x), 1.5)[inner].ravel() for x in (out, sharp, donor)]
     assert np.corrcoef(fine[1], fine[2])[0, 1] > 0.9 > np.corrcoef(fine[0], fine[2])[0, 1] + 0.3
-    # the face's colour and light stay the generator's, not the donor's
+    # the face's colour and light stay the generator's, not the donor's: its mean, and its
+    # colour (each channel against the luma) at every scale
     assert np.abs(donor[inner].mean(0) - out[inner].mean(0))[[0, 2]].min() > 40  # the donor's cast
     assert (np.abs(sharp[inner].mean(0) - out[inner].mean(0)) < 8).all()  # is not passed on
+    tint = [(x.astype(np.float32) - _luma(x)[..., None])[inner] for x in (out, sharp)]
+    assert np.abs(tint[1] - tint[0]).max() <= 1.0  # rounding, where nothing was clipped
     assert np.array_equal(align.with_donor_detail(out, donor, points, np.zeros_like(mask), 5.0), out)
+    # beyond the face, within the mask: the donor's detail there at a reach of 3 only
+    beyond = (align.face_alpha(points, 64, align.DETAIL_GROW) == 0) & (mask > 0)
+    assert beyond.sum() > 100 and not changed[beyond].any()
+    wide = align.with_donor_detail(out, donor, points, mask, 5.0, reach=3.0)
+    assert (np.abs(wide.astype(int) - out).max(-1) > 0)[beyond].mean() > 0.5
+    # none where the donor crop is padding
+    drawn = np.ones_like(mask)
+    drawn[40:] = 0
+    held = align.with_donor_detail(out, donor, points, mask, 5.0, reach=3.0, drawn=drawn)
+    assert np.array_equal(held[48:], out[48:]) and not np.array_equal(held[:32], out[:32])
 
 
 def test_donor_detail_is_given_to_sharp_faces_large_enough_to_show_it(photo_faces):
@@ -1591,7 +1686,9 @@ def test_a_dark_donor_is_lifted_until_its_features_show(monkeypatch):
 @needs_teacher
 def test_the_coverer_adds_the_donors_detail(tmp_path, monkeypatch, photo_faces):
     """`CoverConfig.donor_detail` is applied to a donor generator's output, with the donor it
-    was given; 0 (the default) leaves the output as the network made it."""
+    was given and where that shows the draw (`DonorFaces.drawn`), over the donor's face at a
+    `donor_reach` of 1.1 and over the whole replaced region at 3 (the default); 0 leaves the
+    output as the network made it."""
     img, faces = photo_faces
     path = tmp_path / "donor.pt"
     net = _net(DONOR)
@@ -1599,34 +1696,57 @@ def test_the_coverer_adds_the_donors_detail(tmp_path, monkeypatch, photo_faces):
     seen = []
     real = align.with_donor_detail
 
-    def spy(out, donor, points, mask, sigma, gain):
-        seen.append((donor.copy(), sigma, gain))
-        return real(out, donor, points, mask, sigma, gain)
+    def spy(out, donor, points, mask, sigma, gain, reach, drawn):
+        seen.append((donor.copy(), sigma, gain, reach, drawn.copy()))
+        return real(out, donor, points, mask, sigma, gain, reach, drawn)
 
     monkeypatch.setattr(align, "with_donor_detail", spy)
     outs = {}
-    for sigma in (0.0, 5.0):
-        cov = _coverer(path, seed=3, identity_guard=False, donor_detail=sigma)
+    for sigma, reach in ((0.0, 3.0), (5.0, 1.1), (16.0, 3.0)):
+        cov = _coverer(path, seed=3, identity_guard=False, donor_detail=sigma, donor_reach=reach)
         outs[sigma] = cov.cover(img, faces, 0)
-    assert len(seen) == len(faces) and all(s == 5.0 for _, s, _ in seen)
+    assert len(seen) == 2 * len(faces)
+    assert [(s, r) for _, s, _, r, _ in seen] == [(5.0, 1.1)] * len(faces) + [(16.0, 3.0)] * len(faces)
     # the faces in focus get the detail in full, the photo's out-of-focus one in the corner part of
     # it (`align.detail_gain`)
-    gains = sorted(g for *_, g in seen)
+    gains = sorted(g for _, _, g, r, _ in seen if r == 1.1)
     assert gains[1:] == [1.0] * (len(faces) - 1) and 0.0 < gains[0] < 0.7
-    drawn = cov.donors.crops(latents_for_faces(3, faces.track_id, net.cfg.z_dim, 0, False), None)
-    assert all(np.array_equal(d, drawn[i]) for i, (d, *_) in enumerate(seen))
-    diff = np.abs(outs[5.0].astype(int) - outs[0.0]).max(-1) > 0
-    assert diff.sum() > 100
-    inside = np.zeros(diff.shape, bool)
+    zs = latents_for_faces(3, faces.track_id, net.cfg.z_dim, 0, False)
+    given, shown = cov.donors.crops(zs, None), cov.donors.drawn(zs, None)
+    assert all(np.array_equal(d, given[i % len(faces)]) for i, (d, *_) in enumerate(seen))
+    assert all(np.array_equal(m, shown[i % len(faces)]) for i, (*_, m) in enumerate(seen))
+    inside = np.zeros(img.shape[:2], bool)
     for box in faces.xyxy:  # the face box grown by a fifth: the face, not its surroundings
         c, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) * 0.6
         x1, y1 = np.maximum(c - half, 0).astype(int)
         x2, y2 = (c + half).astype(int)
         inside[y1:y2, x1:x2] = True
-    assert diff[inside].sum() > 0.95 * diff.sum()
-    assert CoverConfig().donor_detail == 5.0
+    face_only = np.abs(outs[5.0].astype(int) - outs[0.0]).max(-1) > 0
+    assert face_only.sum() > 100 and face_only[inside].sum() > 0.95 * face_only.sum()
+    whole = np.abs(outs[16.0].astype(int) - outs[0.0]).max(-1) > 0
+    assert whole[~inside].sum() > 0.2 * whole.sum()  # the donor's hair and background too
+    assert (CoverConfig().donor_detail, CoverConfig().donor_reach) == (24.0, 3.0)
     with pytest.raises(ValueError, match="donor_detail"):
         CoverConfig(donor_detail=-1)
+    with pytest.raises(ValueError, match="donor_reach"):
+        CoverConfig(donor_reach=0.5)
+
+
+@needs_teacher
+def test_donors_say_where_they_show_the_draw():
+    """`DonorFaces.drawn`: 1 where a donor crop shows the teacher's draw, 0 on the padding past
+    it (below the chin and at the sides), which a filling donor generator fills there and
+    nowhere else."""
+    from vidanon.anonymize import donor as D
+
+    zs = torch.randn(4, 100, generator=torch.Generator().manual_seed(11))
+    plain, filled = D.DonorFaces(64, 1.75), D.DonorFaces(64, 1.75, fill_padding=True)
+    drawn = plain.drawn(zs)
+    assert drawn.shape == (4, 64, 64) and drawn.dtype == np.float32
+    assert np.array_equal(drawn, filled.drawn(zs))
+    assert (drawn[:, -4:] < 1).mean() > 0.5 and (drawn[:, 24:40, 24:40] == 1).all()
+    differs = np.abs(filled.crops(zs).astype(int) - plain.crops(zs)).max(-1) > 0
+    assert differs.any() and (drawn[differs] < 1).all()
 
 
 def test_a_held_face_over_a_flat_region_gets_the_filter(tiny_ckpt, photo_faces):

@@ -221,11 +221,18 @@ def anonymize(
         "showed leaks, see the weights README).",
     ),
     donor_detail: float = typer.Option(
-        5.0,
+        24.0,
         "--donor-detail",
         help="gan mode: take the generated face's detail finer than this (pixels of the 64 px crop) from its "
-        "donor face, sharp, its colour and light from the generator (0-16; 0: off). Faces blurred or under "
+        "donor face, sharp, its colour and light from the generator (0-32; 0: off). Faces blurred or under "
         "27 px get less or none.",
+    ),
+    donor_reach: float = typer.Option(
+        3.0,
+        "--donor-reach",
+        help="gan mode: how far that detail reaches: the donor's face region grown by this (1-4; 1.1: the face "
+        "alone; 3: the whole replaced region, with the donor's hair, so each z is another head, not only "
+        "another face in the same guessed hair).",
     ),
     ring: float = typer.Option(
         0.25,
@@ -352,6 +359,7 @@ def anonymize(
                     regenerate_every=regenerate_every,
                     donor_context=donor_context,
                     donor_detail=donor_detail,
+                    donor_reach=donor_reach,
                     ring=ring,
                     z_mode=z_mode.value,
                     identity_guard=identity_guard,

@@ -263,19 +263,31 @@ class CoverConfig:
             (0 with 0): generated faces that SFace, aligned at their own landmarks,
             took for the person (mirror, occluded, many): train with such donors
             (`vidanon train --donor-context`) rather than switch them on here.
-        donor_detail: gan mode, a donor generator: inside the donor's face, the detail
-            finer than a Gaussian of this sigma (pixels of a 64 px crop) is the donor's
-            own, the coarser bands (colour, light) the generator's
-            (`anonymize.align.with_donor_detail`); 0: the generator's output as it is.
-            The generator draws the donor's face soft and at low contrast, a ghost in
-            dark scenes. Each face gets it scaled by `anonymize.align.detail_gain`: in
-            full where the original is in focus and at least as large in the frame as
-            in the crop, none where it is blurred or under 27 px (ramps between).
-            Default 5: the faces are more defined by eye, every gan_quality goal is met
-            at seeds 1 and 11, and stress.py (96 runs) and leaks.py (24) find no leak
-            frame. Ungated (twentieth session) stress.py found 2 leak frames (small, a
-            14 px face at 0.39; blur_drop, a sharp fake on a blurred face at 0.36-0.37):
-            faces that SFace, aligned where YuNet finds them, took for the person.
+        donor_detail: gan mode, a donor generator: inside the donor's region
+            (`donor_reach`), the detail finer than a Gaussian of this sigma (pixels of a
+            64 px crop) is the donor's own, the coarser bands (colour, light) the
+            generator's (`anonymize.align.with_donor_detail`); 0: the generator's output
+            as it is. The generator draws the donor's face soft and at low contrast, a
+            ghost in dark scenes. Each face gets it scaled by
+            `anonymize.align.detail_gain`: in full where the original is in focus and at
+            least as large in the frame as in the crop, none where it is blurred or under
+            27 px (ramps between). Ungated (twentieth session) stress.py found 2 leak
+            frames (small, a 14 px face at 0.39; blur_drop, a sharp fake on a blurred
+            face at 0.36-0.37): faces that SFace, aligned where YuNet finds them, took
+            for the person. Default 24 with `donor_reach` 3 (2026-12-08; 16 for a day of
+            trials, 5 over the face alone before): gan_quality.py --seeds 6 read
+            diversity 96.0 | 95.3 | 94.8% at 16 and 96.7 | 96.0 | 95.0% at 24 (held-out |
+            photos | lying), 94.6 | 94.3% (photos | lying) at 32.
+        donor_reach: gan mode, with `donor_detail`: the donor's detail is taken inside its
+            face region grown by this factor about its landmarks (1-4; 1.1: the face
+            alone; 3: the whole replaced region, the donor's hair and background with
+            it, where its crop shows the teacher's draw: `DonorFaces.drawn`). Outside
+            the face the generator can only guess the person's hair and surroundings
+            from the context, the same guess for every z, and SFace read two z on one
+            face as one person in 10% of pairs (gan_quality.py --seeds 6, photos); the
+            donor's own structure there makes each z another head: 4.0% (default 3
+            with donor_detail 24, the identity guard reading shifted alignments too;
+            the weights README, twenty-fourth and twenty-fifth sessions).
         ring: gan mode: the outer share of each generated region's radius (0-0.5) that is
             blended, towards its edge, into the frame's own surroundings mirrored inward
             across the edge (`anonymize.ring`: never a face's pixels, never inside the crop
@@ -306,7 +318,8 @@ class CoverConfig:
     face_workers: int = 0
     device_paste: bool | None = None
     donor_context: float | None = None
-    donor_detail: float = 5.0
+    donor_detail: float = 24.0
+    donor_reach: float = 3.0
     ring: float = 0.25
 
     def __post_init__(self) -> None:
@@ -332,7 +345,8 @@ class CoverConfig:
             self.donor_context is None or self.donor_context == 0 or 1.0 <= self.donor_context <= 4.0,
             f"donor_context must be 0 or in [1, 4], got {self.donor_context}",
         )
-        _check(0.0 <= self.donor_detail <= 16.0, f"donor_detail must be in [0, 16], got {self.donor_detail}")
+        _check(0.0 <= self.donor_detail <= 32.0, f"donor_detail must be in [0, 32], got {self.donor_detail}")
+        _check(1.0 <= self.donor_reach <= 4.0, f"donor_reach must be in [1, 4], got {self.donor_reach}")
         _check(
             re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None,
             f"device must be cpu, cuda or cuda:N, got {self.device!r}",

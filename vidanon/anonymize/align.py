@@ -203,6 +203,8 @@ def in_context(donor: np.ndarray, points: np.ndarray, crop: np.ndarray, mask: np
 # sigma, in pixels of a 64 px crop), the generator's output below it; the face region is
 # grown by DETAIL_GROW about the donor's landmarks so that the jaw and brow come along.
 DETAIL_GROW = 1.1
+# Rec. 601 luma: the same change on R, G and B moves it alone, the colour stays
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 # `detail_gain`: a face gets the donor's detail in full where its original is in focus and at
@@ -253,23 +255,38 @@ def detail_gain(crop: np.ndarray, points: np.ndarray, transform: np.ndarray) -> 
 
 
 def with_donor_detail(
-    out: np.ndarray, donor: np.ndarray, points: np.ndarray, mask: np.ndarray, sigma: float, gain: float = 1.0
+    out: np.ndarray,
+    donor: np.ndarray,
+    points: np.ndarray,
+    mask: np.ndarray,
+    sigma: float,
+    gain: float = 1.0,
+    reach: float = DETAIL_GROW,
+    drawn: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A generated crop (r, r, 3) uint8 with its face's detail taken from the donor it was
-    drawn from: inside the donor's face region (`face_alpha` of its landmarks `points`,
-    grown by DETAIL_GROW) and the replaced region (`mask`, 1 where replaced), the bands
-    finer than a Gaussian of `sigma` (64 px crop pixels, scaled with the resolution) come
-    from the donor, the coarser ones (colour, light, shading) from the generator. The
-    generator draws the donor's face where the donor has it, but soft and at low contrast;
-    the donor's own detail is sharp and carries no colour of its own, so the face keeps the
-    light of its context. `gain` (0-1, `detail_gain`) scales the detail taken. Pixels outside
-    the mask are returned as they are. A new array."""
+    """A generated crop (r, r, 3) uint8 with its detail taken from the donor it was drawn
+    from: inside the donor's face region (`face_alpha` of its landmarks `points`, grown by
+    `reach`: DETAIL_GROW, the face; 3, the whole replaced region, the donor's hair and
+    background with it) and the replaced region (`mask`, 1 where replaced), the bands of
+    the luma finer than a Gaussian of `sigma` (64 px crop pixels, scaled with the
+    resolution) come from the donor; the coarser ones (light, shading) and every band of
+    the colour stay the generator's. The generator draws the donor's face and hair where
+    the donor has them, but soft and at low contrast; the donor's own detail is sharp, and
+    taken as luma alone it brings no colour of its own (not its green wall into the hair),
+    so the face keeps the light and tone of its context. `drawn` (r, r; `DonorFaces.drawn`,
+    1 where the donor crop shows the teacher's draw, 0 on its padding) keeps the padding's
+    repeated edge pixels (streaks below the chin) out. `gain` (0-1, `detail_gain`) scales
+    the detail taken. Pixels outside the mask are returned as they are. A new array."""
     r = out.shape[0]
     s = sigma * r / 64
-    alpha = (face_alpha(points, r, DETAIL_GROW) * mask * gain)[..., None]
-    o, d = out.astype(np.float32), donor.astype(np.float32)
-    detailed = cv2.GaussianBlur(o, (0, 0), s) + d - cv2.GaussianBlur(d, (0, 0), s)
-    return np.clip(o + alpha * (detailed - o), 0, 255).round().astype(np.uint8)
+    alpha = face_alpha(points, r, reach) * mask * gain
+    if drawn is not None:
+        alpha = alpha * cv2.GaussianBlur(drawn.astype(np.float32), (0, 0), s / 4)
+    alpha = alpha[..., None]
+    o = out.astype(np.float32)
+    yo, yd = o @ LUMA, donor.astype(np.float32) @ LUMA
+    dy = cv2.GaussianBlur(yo, (0, 0), s) + yd - cv2.GaussianBlur(yd, (0, 0), s) - yo
+    return np.clip(o + alpha * dy[..., None], 0, 255).round().astype(np.uint8)
 
 
 def face_only(crop: np.ndarray, points: np.ndarray) -> np.ndarray:

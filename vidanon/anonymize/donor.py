@@ -122,24 +122,25 @@ class DonorFaces:
         self.device = torch.device(device)
         self.teacher = load_teacher(self.device)
         self.detector = YuNetDetector(DetectConfig(score_threshold=0.6))
-        # latent -> (aligned crop, its landmarks in crop pixels)
-        self._cache: OrderedDict[bytes, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        # latent -> (aligned crop, its landmarks in crop pixels, where it shows the draw)
+        self._cache: OrderedDict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
         self.misses = 0
 
     def _aligned(self, image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> align.Crops:
         return align.make_crops(
-            image, box[None], landmarks[None], self.resolution, self.crop_factor, 1.0, with_valid=self.fill_padding
+            image, box[None], landmarks[None], self.resolution, self.crop_factor, 1.0, with_valid=True
         )
 
-    def _crop(self, crops: align.Crops) -> tuple[np.ndarray, np.ndarray]:
+    def _crop(self, crops: align.Crops) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # the gain read on the draw as aligned: a filled padding does not change it
-        gain = lift(crops.images[0], crops.points[0])
+        points = crops.points[0]
+        gain = lift(crops.images[0], points)
         crop = align.fill_padding(crops.images[0], crops.valid[0]) if self.fill_padding else crops.images[0]
-        crop = lit(crop, crops.points[0], gain)
+        crop = lit(crop, points, gain)
         if self.face_only:
-            crop = align.face_only(crop, crops.points[0])
-        return crop, crops.points[0]
+            crop = align.face_only(crop, points)
+        return crop, points, crops.valid[0].astype(np.float32)
 
     def _usable(self, image: np.ndarray) -> align.Crops | None:
         """The draw's face aligned, or None where YuNet finds none or it is `lopsided`."""
@@ -150,7 +151,7 @@ class DonorFaces:
         return None if lopsided(crops.images[0], crops.points[0]) > LOPSIDED else crops
 
     @torch.inference_mode()
-    def _make(self, zs: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _make(self, zs: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         draws = to_uint8(self.teacher(zs.to(self.device)))
         out = []
         for z, image in zip(zs, draws):
@@ -173,21 +174,31 @@ class DonorFaces:
         (`align.Crops.points`), each donor is warped so that its landmarks
         land on them (`morph.landmark_warp`; the generator's `donor_warp`).
         """
+        return self._stack(z, points, 0)
+
+    def drawn(self, z: torch.Tensor, points: np.ndarray | None = None) -> np.ndarray:
+        """(n, r, r) float32: where each donor crop of `crops` shows the teacher's draw (1)
+        rather than the padding past its edge (0: below the chin and at the sides, where the
+        edge pixels are repeated, or filled, and say nothing of the donor)."""
+        return self._stack(z, points, 2)
+
+    def _stack(self, z: torch.Tensor, points: np.ndarray | None, part: int) -> np.ndarray:
         found = self._lookup(z)
         if not found:
-            return np.zeros((0, self.resolution, self.resolution, 3), np.uint8)
+            shape = (0, self.resolution, self.resolution) + ((3,) if part == 0 else ())
+            return np.zeros(shape, np.uint8 if part == 0 else np.float32)
         if points is None:
-            return np.stack([crop for crop, _ in found])
-        return np.stack([morph.landmark_warp(crop, own, p) for (crop, own), p in zip(found, points)])
+            return np.stack([f[part] for f in found])
+        return np.stack([morph.landmark_warp(f[part], f[1], p) for f, p in zip(found, points)])
 
     def points(self, z: torch.Tensor) -> np.ndarray:
         """(n, 5, 2) landmarks of the donor crops for latents z, in crop pixels (as drawn,
         before any warp)."""
         found = self._lookup(z)
-        return np.stack([own for _, own in found]) if found else np.zeros((0, 5, 2), np.float32)
+        return np.stack([f[1] for f in found]) if found else np.zeros((0, 5, 2), np.float32)
 
-    def _lookup(self, z: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(crop, landmarks) per row of z, made or from the cache."""
+    def _lookup(self, z: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(crop, landmarks, drawn share) per row of z, made or from the cache."""
         z = z.detach().float().cpu()
         keys = [row.numpy().tobytes() for row in z]
         with self._lock:

@@ -64,9 +64,19 @@ def _window(
     return x0, y0, max(min(width, x1), x0 + 1), max(min(height, y1), y0 + 1)
 
 
-GUARD_COSINE = 0.30  # SFace cosine at which a generated face counts as too like the original (same-person: 0.363)
+# SFace cosine at which a generated face counts as too like the original (same-person: 0.363). 0.30
+# until 2026-12-07: with the donor's detail over the whole region (`CoverConfig.donor_reach` 3) a
+# face of stress.py's flash scene passed at 0.20 and read 0.36 twelve frames on; 0.27 redraws it.
+GUARD_COSINE = 0.27
 GUARD_REDRAWS = 4  # replacement z the identity guard tries per check
 GUARD_RECHECK = 30  # frames after which a track's face is checked again
+# a track whose kept face read this or more at its last check is checked again every
+# GUARD_WATCH_GAP frames (`_check_due`): between checks a face's reading moves with the pose and
+# the light (people.mp4 at seed 5 with the donor's detail over the whole head: a face kept at 0.25
+# read 0.31 by `vidanon bench` a frame later and 0.41 at frame 13, 5 leak frames; watched, none)
+# (a track no z passed for is filtered, not watched: its checks try every z)
+GUARD_WATCH = 0.2
+GUARD_WATCH_GAP = 1
 OWN_ALIGN_SAME = 0.03  # landmarks this close (share of the face's height) align the same crop for SFace
 GUARD_RECHECK_EXIT = 0.1  # a track is also checked again once this much more of its cover left the frame
 # ... and once its face's height changed by this factor (either way) since its last check: in a
@@ -193,6 +203,31 @@ def _places(faces: FaceDetections, idx: list[int], **found: dict[int, FaceDetect
     return at
 
 
+# share of a face's height by which the identity guard also shifts its alignment (`_shifted`)
+GUARD_SHIFT = 0.04
+
+
+def _shifted(faces: FaceDetections, idx: list[int], raw: dict[int, FaceDetections]) -> dict:
+    """For the identity guard (`GanCoverer._guard`): each face of `idx` at its detection in
+    this frame (`raw`; its tracked place where YuNet found none) shifted by GUARD_SHIFT of its
+    height left, right, up and down, as `_places` takes them (name -> face index -> one-row
+    detection). SFace's reading moves with the alignment: on people.mp4's 76-84 px faces,
+    landmarks that `vidanon bench`'s full-frame search put 2-6 px from the guard's windowed one
+    read a face 0.25 there and 0.36 at bench's (a leak), and shifts of 3 px moved readings by up
+    to 0.12. The guard takes the highest reading over the shifts too (fail closed)."""
+    out: dict[str, dict[int, FaceDetections]] = {}
+    for k, (sx, sy) in enumerate(((1, 0), (-1, 0), (0, 1), (0, -1))):
+        out[f"shift{k}"] = {}
+        for i in idx:
+            d = raw.get(i, faces[i : i + 1])
+            step = GUARD_SHIFT * float(d.xyxy[0, 3] - d.xyxy[0, 1])
+            off = np.array([sx * step, sy * step], np.float32)
+            out[f"shift{k}"][i] = FaceDetections(
+                d.xyxy + np.tile(off, 2), d.score, d.landmarks + off, d.track_id, d.state
+            )
+    return out
+
+
 def _blend(out: np.ndarray, part: tuple) -> None:
     """Blends one `GanCoverer._paste_part` into `out` in place: a per-pixel alpha blend in
     OpenCV, exact where alpha is 0 or 1 (so the hard region gets the face exactly)."""
@@ -277,8 +312,9 @@ class GanCoverer:
         # identity guard (CoverConfig.identity_guard): per track, how many z were redrawn, and which were checked
         self.redraws: dict[int, int] = {}
         self.tried: dict[int, int] = {}  # per track, the highest redraw count tried
-        # track -> (frame of its last check, cover share in view, whether detected there)
-        self.checked: dict[int, tuple[int, float, bool]] = {}
+        # track -> (frame of its last check, cover share in view, whether detected there, the
+        # face's height there, the reading of the face it kept)
+        self.checked: dict[int, tuple[int, float, bool, float, float]] = {}
         self.judged: set[int] = set()  # tracks whose realism was judged (`_guard`)
         self.unsafe: set[int] = set()  # tracks whose last check found no z unlike the person: filtered
         # face regions given the fallback filter instead of a generated face, over all frames (too
@@ -342,11 +378,19 @@ class GanCoverer:
         out = ((out.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         out = out.permute(0, 2, 3, 1).cpu().numpy()
         if drawn is not None and self.cfg.donor_detail > 0:
+            shown = self.donors.drawn(z, points)
             for i in range(len(out)):
                 gain = align.detail_gain(crops.images[i], crops.points[i], crops.transforms[i])
                 if gain > 0:
                     out[i] = align.with_donor_detail(
-                        out[i], drawn[i], own[i], crops.masks[i], self.cfg.donor_detail, gain
+                        out[i],
+                        drawn[i],
+                        own[i],
+                        crops.masks[i],
+                        self.cfg.donor_detail,
+                        gain,
+                        self.cfg.donor_reach,
+                        shown[i],
                     )
         return out
 
@@ -426,6 +470,12 @@ class GanCoverer:
         bench`). Only once: later, a new z would change a fake identity the viewer has seen; and
         not where YuNet is unsure of the original (a false face at 0.75 on a chest drew a z
         read 0.27 for one read 0.15 and leaked after encoding).
+        Each reading is also taken with the original and the generated face both aligned at
+        the face's place shifted by GUARD_SHIFT of its height each way (`_shifted`): SFace's
+        reading moves with the alignment more than with the face on some faces. A track whose
+        kept face read GUARD_WATCH or more is checked every GUARD_WATCH_GAP frames (`_check_due`),
+        and a track whose face a later check finds too alike tries every z and keeps the least
+        alike (one change, not one a frame while its readings hover at the limit).
         A face in noisy footage (`noise_sigma` GUARD_NOISY or more) is also read through noise
         draws (`_noise_draws`) and held to GUARD_NOISY_COSINE, and a track first seen so tries
         every z at its first GUARD_SETTLE checks (`_settle`).
@@ -440,7 +490,8 @@ class GanCoverer:
         # bench`'s alignment), where the tracker's smoothed landmarks lie elsewhere: on a 36 px
         # face 3-5 px off, where SFace read 0.19-0.20 for a face it read 0.36-0.46 at the detection's
         raw = self._apart(self._find(frame, faces, todo), faces)
-        e_orig = self._embed(frame, _places(faces, todo, raw=raw))
+        shifted = _shifted(faces, todo, raw)
+        e_orig = self._embed(frame, _places(faces, todo, raw=raw, **shifted))
         draws = self._noise_draws(frame, faces, todo, frame_index)
         gen = gen.copy()
         # realism is judged at a track's first check at a detected face, where its fake identity
@@ -470,7 +521,7 @@ class GanCoverer:
             now = self.redraws.get(t, 0)
             order[i] = [now] + [r for r in range(GUARD_REDRAWS + 1) if r != now and self._in_running(t, r)]
         worst = (True, 1.0, 2.0)  # above any `_rank`
-        best = {i: (worst, gen[i], self.redraws.get(int(faces.track_id[i]), 0)) for i in todo}
+        best = {i: (worst, gen[i], self.redraws.get(int(faces.track_id[i]), 0), 1.0) for i in todo}
         shown = {i: best[i][2] for i in todo}  # the z each track showed before this check
         active = list(todo)
         # the faces as they will be shown: a track keeping its z shows the new face blended with
@@ -478,6 +529,10 @@ class GanCoverer:
         idx = np.array(todo)
         view = gen.copy()
         view[idx] = self.blend.preview(gen[idx], crops.masks[idx], faces.track_id[idx], frame_index, crops.points[idx])
+        # tracks whose face, found too alike at a later check, changes mid-track: they try every z
+        # and keep the least alike, so that the next frames' checks do not change it again
+        # (people.mp4 at seed 0: one track changed at frames 39 and 40)
+        switching: set[int] = set()
         for attempt in range(GUARD_REDRAWS + 1):
             cand = frame.copy()
             for i in todo:  # every checked face pasted: a neighbour's original must not count
@@ -486,16 +541,20 @@ class GanCoverer:
                     _blend(cand, part)
             self._mirror(cand, frame, crops, faces, todo, positions, everyone)  # as it will be shown
             gen_found = self._find(cand, faces, active)
-            e_cand = self._embed(cand, _places(faces, active, raw=raw, own=self._apart(gen_found, faces)))
+            e_cand = self._embed(cand, _places(faces, active, raw=raw, own=self._apart(gen_found, faces), **shifted))
             noisy = draws.readings(self._embed, cand, active)
             alike = []
             for i in active:
                 # fail closed, as `vidanon bench` counts a leak: the highest cosine of the original
                 # and the generated face aligned at the tracked landmarks, at the original's detected
                 # ones and at the generated face's own
-                origs = [e for (j, _), e in e_orig.items() if j == i]
-                views = [e for (j, _), e in e_cand.items() if j == i]
+                origs = [e for (j, at), e in e_orig.items() if j == i and at not in shifted]
+                views = [e for (j, at), e in e_cand.items() if j == i and at not in shifted]
                 cos = max(float(np.sum(a * b)) for a in origs for b in views)
+                # and both aligned at each shifted place (`_shifted`)
+                for at in shifted:
+                    if (i, at) in e_orig and (i, at) in e_cand:
+                        cos = max(cos, float(np.sum(e_orig[i, at] * e_cand[i, at])))
                 # a noisy face: also the highest over the noise draws, and ranked by their mean
                 mean = cos
                 if noisy.get(i):
@@ -507,8 +566,10 @@ class GanCoverer:
                 limit = GUARD_NOISY_COSINE if i in draws.faces or explore[i] else GUARD_COSINE
                 rank = _rank(cos, score if judge[i] else 1.0, mean, limit)
                 if rank < best[i][0]:
-                    best[i] = (rank, gen[i].copy(), self.redraws.get(int(faces.track_id[i]), 0))
-                if (attempt + 1 < len(order[i])) if explore[i] else (cos >= limit or rank[1] > 0.0):
+                    best[i] = (rank, gen[i].copy(), self.redraws.get(int(faces.track_id[i]), 0), cos)
+                if attempt == 0 and not explore[i] and cos >= limit and int(faces.track_id[i]) in self.checked:
+                    switching.add(i)  # a track seen before changes its fake person: every z is tried
+                if (attempt + 1 < len(order[i])) if explore[i] else (i in switching or cos >= limit or rank[1] > 0.0):
                     alike.append(i)
             if not alike or attempt == GUARD_REDRAWS:
                 break
@@ -528,12 +589,12 @@ class GanCoverer:
             active = alike
         for i in todo:
             t = int(faces.track_id[i])
-            _, gen[i], self.redraws[t] = best[i]
+            _, gen[i], self.redraws[t], cos = best[i]
             if self.redraws[t] != shown[i]:
                 # another fake person: shown at once, not faded in from the one too like the original
                 self.blend.forget(t)
             height = float(faces.xyxy[i, 3] - faces.xyxy[i, 1])
-            self.checked[t] = (frame_index, float(vis[i]), bool(faces.state[i] == DETECTED), height)
+            self.checked[t] = (frame_index, float(vis[i]), bool(faces.state[i] == DETECTED), height, cos)
             # no z passed: the face is filtered until a check finds one that does (fail closed)
             if best[i][0][0]:
                 self.unsafe.add(t)
@@ -599,10 +660,11 @@ class GanCoverer:
     def _check_due(self, faces: FaceDetections, i: int, frame_index: int, visible: float) -> bool:
         """Whether the identity guard checks face i of `faces` (its track's) in this frame
         (`_guard`): a new track, GUARD_RECHECK frames after its last check, GUARD_RECHECK_EXIT more
-        of it out of the frame, its height changed GUARD_RECHECK_SCALE times, or its first
+        of it out of the frame, its height changed GUARD_RECHECK_SCALE times, its first
         detection after checks at places only held or backfilled (where the original may show no
         face: stress.py flash was checked on a blurred frame before its face flashed in, and read
-        0.41 there)."""
+        0.41 there), or GUARD_WATCH_GAP frames after a check whose kept face read GUARD_WATCH
+        or more."""
         track_id = int(faces.track_id[i])
         if track_id < 0:
             return False
@@ -614,6 +676,7 @@ class GanCoverer:
             or last[1] - visible >= GUARD_RECHECK_EXIT
             or max(height / max(last[3], 1e-6), last[3] / height) >= GUARD_RECHECK_SCALE
             or (not last[2] and faces.state[i] == DETECTED)
+            or (last[4] >= GUARD_WATCH and track_id not in self.unsafe and frame_index - last[0] >= GUARD_WATCH_GAP)
             or (
                 track_id in self.settle
                 and self.settle_checks.get(track_id, 0) < GUARD_SETTLE
