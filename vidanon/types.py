@@ -89,6 +89,11 @@ class FaceDetections:
         """Coordinates multiplied by `factor` (to map between detection and frame scale)."""
         return FaceDetections(self.xyxy * factor, self.score, self.landmarks * factor, self.track_id, self.state)
 
+    def shifted(self, dx: float, dy: float) -> FaceDetections:
+        """Boxes and landmarks moved by (dx, dy) pixels (a window's detections into the frame)."""
+        off = np.array([dx, dy], np.float32)
+        return FaceDetections(self.xyxy + np.tile(off, 2), self.score, self.landmarks + off, self.track_id, self.state)
+
 
 def box_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The smallest box (x0, y0, x1, y1) holding boxes `a` and `b`."""

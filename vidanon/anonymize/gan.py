@@ -221,10 +221,7 @@ def _shifted(faces: FaceDetections, idx: list[int], raw: dict[int, FaceDetection
         for i in idx:
             d = raw.get(i, faces[i : i + 1])
             step = GUARD_SHIFT * float(d.xyxy[0, 3] - d.xyxy[0, 1])
-            off = np.array([sx * step, sy * step], np.float32)
-            out[f"shift{k}"][i] = FaceDetections(
-                d.xyxy + np.tile(off, 2), d.score, d.landmarks + off, d.track_id, d.state
-            )
+            out[f"shift{k}"][i] = d.shifted(sx * step, sy * step)
     return out
 
 
@@ -734,10 +731,7 @@ class GanCoverer:
                 continue
             if scale < 1.0:
                 found = found.scaled(1.0 / scale)
-            off = np.array([wx0, wy0], np.float32)
-            found = FaceDetections(
-                found.xyxy + np.tile(off, 2), found.score, found.landmarks + off, found.track_id, found.state
-            )
+            found = found.shifted(wx0, wy0)
             iou = iou_matrix(faces.xyxy[i : i + 1], found.xyxy)[0]
             k = int(np.argmax(iou))
             if iou[k] >= 0.3:

@@ -162,8 +162,7 @@ def _in_window(detector, rgb: np.ndarray, angle: int, window) -> FaceDetections:
     found = detect_turned(detector, np.ascontiguousarray(rgb[y0:y1, x0:x1]), angle)
     if not len(found):
         return found
-    off = np.array([x0, y0], np.float32)
-    return FaceDetections(found.xyxy + np.tile(off, 2), found.score, found.landmarks + off)
+    return found.shifted(x0, y0)
 
 
 def window_around(boxes: np.ndarray, width: int, height: int, reach: float = 1.0) -> tuple[int, int, int, int] | None:
