@@ -51,6 +51,7 @@ The contact sheet has one row per face: original crop, masked generator input,
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -223,7 +224,7 @@ def evaluate(
         d = with_ids(det.detect(frame), total)
         if not len(d):
             continue
-        cov.redraws, cov.tried, cov.checked = {}, {}, {}  # new people in every frame
+        cov.forget_tracks()  # new people in every frame
         base = cov.cover(frame, d, 0)
         redrawn += sum(1 for v in cov.redraws.values() if v)
         e_orig, e_base = sface.embed(frame, d), sface.embed(base, d)
@@ -231,10 +232,9 @@ def evaluate(
         # every pair of n_z seeds on the same faces: n_z (n_z - 1) / 2 pairs per face
         embs = [e_base]
         for k in range(1, n_z):
-            other = GanCoverer.__new__(GanCoverer)
-            other.__dict__.update(cov.__dict__)
+            other = copy.copy(cov)
             other.cfg = CoverConfig(**{**cov.cfg.__dict__, "seed": seed + k})
-            other.redraws, other.tried, other.checked = {}, {}, {}  # the identity guard checks each seed's faces anew
+            other.forget_tracks()  # the identity guard checks each seed's faces anew, realism too
             embs.append(sface.embed(other.cover(frame, d, 0), d))
         for a in range(n_z):
             for b in range(a + 1, n_z):

@@ -685,13 +685,16 @@ def test_identity_guard_checks_tracks_again_and_redraws_mid_track(tiny_ckpt, pho
     assert again == {int(faces.track_id[k])}
 
 
-def test_identity_guard_watches_tracks_near_the_limit(tiny_ckpt, photo_faces, monkeypatch):
+@pytest.mark.parametrize("close", [False, True])
+def test_identity_guard_watches_tracks_near_the_limit(tiny_ckpt, photo_faces, monkeypatch, close):
     """A track whose kept face read GUARD_WATCH or more at its last check is checked again
-    every GUARD_WATCH_GAP frames, the others only at GUARD_RECHECK (or as the frame edge, a
-    zoom, ... make them due): a face's reading moves from frame to frame, and one kept just
-    under GUARD_COSINE went past 0.363 within frames (people.mp4). A track no z passed for is
-    filtered, not watched (its check tries every z). Here the real generator and SFace read
-    the photo's faces, and GUARD_WATCH is put between the shown faces' readings."""
+    every GUARD_WATCH_GAP frames, and every frame where it read GUARD_WATCH_CLOSE or more or
+    its z is new (its first GUARD_WATCH_GAP frames here); the others only at GUARD_RECHECK (or
+    as the frame edge, a zoom, ... make them due): a face's reading moves from frame to frame,
+    and one kept just under GUARD_COSINE went past 0.363 within frames (people.mp4). A track no
+    z passed for is filtered, not watched (its check tries every z). Here the real generator
+    and SFace read the photo's faces, and GUARD_WATCH (and GUARD_WATCH_CLOSE, or not) is put
+    between the shown faces' readings."""
     from vidanon.anonymize import gan as gan_mod
 
     img, faces = photo_faces
@@ -702,26 +705,66 @@ def test_identity_guard_watches_tracks_near_the_limit(tiny_ckpt, photo_faces, mo
     assert len(shown) >= 2 and shown[0] < shown[-1]
     watch = (shown[0] + shown[-1]) / 2
     monkeypatch.setattr(gan_mod, "GUARD_WATCH", watch)
-    for k in range(1, 4):
+    monkeypatch.setattr(gan_mod, "GUARD_WATCH_CLOSE", watch if close else 2.0)
+    new, gap = gan_mod.GUARD_WATCH_GAP, 1 if close else gan_mod.GUARD_WATCH_GAP
+    assert new > 1
+    for k in range(1, 3 * new + 1):
         before, unsafe = dict(cov.checked), set(cov.unsafe)
         cov.cover(img, faces, k)
         again = {t for t in cov.checked if cov.checked[t] != before[t]}
-        assert again == {t for t, c in before.items() if c[4] >= watch and t not in unsafe}
+        if k > new and k % gap:  # every frame while each track's z is new (`GanCoverer.since`)
+            assert not again, k
+            continue
+        assert again == {t for t, c in before.items() if c[4] >= watch and t not in unsafe}, k
         assert again  # the highest reading stays watched: the same frame reads the same
+
+
+def test_forget_tracks_makes_every_face_a_new_person(tiny_ckpt, photo_faces, monkeypatch):
+    """`GanCoverer.forget_tracks` drops all that is kept per track: after it the same faces are
+    new tracks, checked and judged again (`benchmarks/gan_quality.py` covers each photo and
+    each seed so; a copy of the coverer shares no per-track state with the original)."""
+    import copy
+
+    from vidanon.anonymize import gan as gan_mod
+
+    monkeypatch.setattr(gan_mod, "GUARD_WATCH", 2.0)  # no track watched: checked only when new here
+    img, faces = photo_faces
+    tracks = set(map(int, faces.track_id))
+    cov = _coverer(tiny_ckpt, seed=5)
+    cov.cover(img, faces, 0)
+    assert set(cov.checked) == tracks and cov.judged == tracks
+    cov.cover(img, faces, 1)
+    assert {c[0] for c in cov.checked.values()} == {0}  # known tracks: not checked again
+    other = copy.copy(cov)
+    other.forget_tracks()
+    assert cov.judged == tracks and set(cov.checked) == tracks  # the original keeps its own
+    kept = {k: v for k, v in vars(other).items() if isinstance(v, (dict, set)) and v and k != "seconds"}
+    assert not kept, sorted(kept)
+    other.cover(img, faces, 2)
+    assert {c[0] for c in other.checked.values()} == {2} and other.judged == tracks
+    assert {c[0] for c in cov.checked.values()} == {0}
 
 
 def test_identity_guard_reads_shifted_alignments(tiny_ckpt, photo_faces, monkeypatch):
     """SFace's reading moves with the alignment, so the guard also reads the original and the
     generated face both aligned at the face's place shifted by GUARD_SHIFT of its height
-    (`_shifted`) and takes the highest reading. Here SFace (the guard's neighbour) is a fake
-    that reads every face as the person at the shifted places only: with the shifts, every
-    track tries every z and, none passing, is filtered; without them (GUARD_SHIFT 0) none is."""
+    (`_shifted`) and takes the highest reading; each shift only where the reading so far
+    reaches its level (GUARD_SHIFTS). Here SFace (the guard's neighbour) is a fake that reads
+    every face as the person at the shifted places, and `unshifted` alike elsewhere: with the
+    shifts and an unshifted reading at their lowest level, every track tries every z and, none
+    passing, is filtered; without shifts (GUARD_SHIFT 0), or under that level, none is, and
+    below it no shifted place is embedded at all."""
     from vidanon.anonymize import gan as gan_mod
 
     img, faces = photo_faces
     places = faces.landmarks.astype(np.float64)
+    lowest = min(level for _, level in gan_mod.GUARD_SHIFTS)
+    assert 0.0 < lowest < gan_mod.GUARD_COSINE
 
     class ShiftedAlike:
+        def __init__(self, unshifted):
+            self.part, self.at_shifts = np.sqrt(unshifted), 0
+
         def embed(self, rgb, dets):
             out = np.zeros((len(dets), 128), np.float32)
             original = np.array_equal(rgb, img)
@@ -730,15 +773,21 @@ def test_identity_guard_reads_shifted_alignments(tiny_ckpt, photo_faces, monkeyp
                 j = int(np.argmin(np.abs(off).sum(axis=(1, 2))))
                 if np.linalg.norm(off[j].mean(axis=0)) > 0.5:
                     out[k, 0] = 1.0  # at a shifted place: the same for both
-                else:
-                    out[k, 1 + j + (0 if original else 64)] = 1.0  # elsewhere: never alike
+                    self.at_shifts += 1
+                else:  # elsewhere: as alike as `unshifted` (cosine part * part)
+                    out[k, 0] = self.part
+                    out[k, 1 + j + (0 if original else 64)] = np.sqrt(1 - self.part**2)
             return out
 
     monkeypatch.setattr(gan_mod, "GUARD_REAL_ORIGINAL", 2.0)  # no realism judged: only the cosine redraws
-    for shift, redrawn in ((gan_mod.GUARD_SHIFT, True), (0.0, False)):
+    for shift, unshifted, redrawn in (
+        (gan_mod.GUARD_SHIFT, lowest, True),
+        (0.0, lowest, False),
+        (gan_mod.GUARD_SHIFT, 0.9 * lowest, False),
+    ):
         monkeypatch.setattr(gan_mod, "GUARD_SHIFT", shift)
         cov = _coverer(tiny_ckpt, seed=5)
-        cov.sface = ShiftedAlike()
+        cov.sface = fake = ShiftedAlike(unshifted)
         monkeypatch.setattr(cov, "_find", lambda img, faces, active: {})  # the tracked places alone
         cov.cover(img, faces, 0)
         tracks = set(map(int, faces.track_id))
@@ -748,6 +797,8 @@ def test_identity_guard_reads_shifted_alignments(tiny_ckpt, photo_faces, monkeyp
             assert all(cov.checked[t][4] == pytest.approx(1.0) for t in tracks)
         else:
             assert not any(cov.tried.get(t, 0) for t in tracks) and not cov.unsafe
+            assert all(cov.checked[t][4] == pytest.approx(unshifted, abs=1e-5) for t in tracks)
+        assert (fake.at_shifts > 0) == (shift > 0 and unshifted >= lowest)
 
 
 def test_eyes_in_frame():

@@ -76,7 +76,13 @@ GUARD_RECHECK = 30  # frames after which a track's face is checked again
 # read 0.31 by `vidanon bench` a frame later and 0.41 at frame 13, 5 leak frames; watched, none)
 # (a track no z passed for is filtered, not watched: its checks try every z)
 GUARD_WATCH = 0.2
-GUARD_WATCH_GAP = 1
+GUARD_WATCH_GAP = 3
+# ... and every frame where it read this or more, or where its z is new (shown since GUARD_WATCH_GAP
+# frames or fewer): over 1-3 frames people.mp4's watched readings moved 0.02 (sd) and at most
+# 0.086 (six seeds; `vidanon bench` counts a leak at 0.363), most in a track's first frames;
+# and a z kept as the least alike of several read low by chance (people.mp4, seed 5: 0.24 when
+# chosen at frame 0, 0.34-0.37 from frame 1)
+GUARD_WATCH_CLOSE = 0.24
 OWN_ALIGN_SAME = 0.03  # landmarks this close (share of the face's height) align the same crop for SFace
 GUARD_RECHECK_EXIT = 0.1  # a track is also checked again once this much more of its cover left the frame
 # ... and once its face's height changed by this factor (either way) since its last check: in a
@@ -205,18 +211,25 @@ def _places(faces: FaceDetections, idx: list[int], **found: dict[int, FaceDetect
 
 # share of a face's height by which the identity guard also shifts its alignment (`_shifted`)
 GUARD_SHIFT = 0.04
+# the shifts (right and down positive), each with the reading at which the guard takes it: the
+# highest reading so far, unshifted and at the shifts of lower levels. On people.mp4 (six seeds,
+# 333 readings of every shift) the shifts up or down gave the highest reading in 3 of 4 and raised
+# no reading under 0.1 to 0.23; left or right raised the highest of those by 0.10 at most. Taken
+# for every reading, 4 of every 5 embeddings the guard took were at shifted places.
+GUARD_SHIFTS = (((0, 1), 0.1), ((0, -1), 0.1), ((1, 0), 0.15), ((-1, 0), 0.15))
 
 
 def _shifted(faces: FaceDetections, idx: list[int], raw: dict[int, FaceDetections]) -> dict:
     """For the identity guard (`GanCoverer._guard`): each face of `idx` at its detection in
     this frame (`raw`; its tracked place where YuNet found none) shifted by GUARD_SHIFT of its
-    height left, right, up and down, as `_places` takes them (name -> face index -> one-row
+    height each way of GUARD_SHIFTS, as `_places` takes them (name -> face index -> one-row
     detection). SFace's reading moves with the alignment: on people.mp4's 76-84 px faces,
     landmarks that `vidanon bench`'s full-frame search put 2-6 px from the guard's windowed one
     read a face 0.25 there and 0.36 at bench's (a leak), and shifts of 3 px moved readings by up
-    to 0.12. The guard takes the highest reading over the shifts too (fail closed)."""
+    to 0.12. The guard takes the highest reading over the shifts too (fail closed), each where the
+    reading so far reaches its level."""
     out: dict[str, dict[int, FaceDetections]] = {}
-    for k, (sx, sy) in enumerate(((1, 0), (-1, 0), (0, 1), (0, -1))):
+    for k, ((sx, sy), _) in enumerate(GUARD_SHIFTS):
         out[f"shift{k}"] = {}
         for i in idx:
             d = raw.get(i, faces[i : i + 1])
@@ -288,8 +301,6 @@ class GanCoverer:
         self.cpu_bf16 = self.device.type == "cpu" and (
             cfg.precision == "bf16" or (cfg.precision == "auto" and native_bf16())
         )
-        # per-frame z is DeepPrivacy's behaviour, kept unblended for comparison
-        self.blend = TemporalBlend(cfg.temporal_blend if cfg.z_mode == "per-track" else 1.0)
         self.gcfg = self.net.cfg
         # channels-last on both: oneDNN's convolutions are faster in it on the CPU too
         # (3 faces at 64 px, 1 thread: 18.6 ms contiguous, 15.0 channels-last, 7.7 with bf16)
@@ -306,23 +317,10 @@ class GanCoverer:
         # only on machines with cores to spare beside decode, detection and encode
         workers = face_workers(cfg.face_workers)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="vidanon-face") if workers > 1 else None
-        # identity guard (CoverConfig.identity_guard): per track, how many z were redrawn, and which were checked
-        self.redraws: dict[int, int] = {}
-        self.tried: dict[int, int] = {}  # per track, the highest redraw count tried
-        # track -> (frame of its last check, cover share in view, whether detected there, the
-        # face's height there, the reading of the face it kept)
-        self.checked: dict[int, tuple[int, float, bool, float, float]] = {}
-        self.judged: set[int] = set()  # tracks whose realism was judged (`_guard`)
-        self.unsafe: set[int] = set()  # tracks whose last check found no z unlike the person: filtered
+        self.forget_tracks()
         # face regions given the fallback filter instead of a generated face, over all frames (too
         # small, eyes out of the frame, unsure, hidden behind a flat occluder, or no z unlike the person)
         self.filtered_faces = 0
-        # noisy new tracks: their readings per z (redraw -> [highest, sum of means, checks]) and
-        # how many settling checks they had (`_settle`)
-        self.settle: dict[int, dict[int, list]] = {}
-        self.settle_checks: dict[int, int] = {}
-        self.generated: dict[int, int] = {}  # track -> frame its face was last generated (regenerate_every)
-        self.best_score: dict[int, float] = {}  # track -> its best detection score (`_sure`)
         # seconds spent in each part of `cover` (crops and donors, the network, the identity
         # guard, the temporal blend, the paste-back and the leftover filter), summed over frames;
         # `benchmarks/speed.py` prints them per frame, so a slow cover stage says which part it is
@@ -469,8 +467,10 @@ class GanCoverer:
         read 0.27 for one read 0.15 and leaked after encoding).
         Each reading is also taken with the original and the generated face both aligned at
         the face's place shifted by GUARD_SHIFT of its height each way (`_shifted`): SFace's
-        reading moves with the alignment more than with the face on some faces. A track whose
-        kept face read GUARD_WATCH or more is checked every GUARD_WATCH_GAP frames (`_check_due`),
+        reading moves with the alignment more than with the face on some faces (each shift where
+        the reading so far reaches its level, GUARD_SHIFTS). A track whose kept face read
+        GUARD_WATCH or more is checked every GUARD_WATCH_GAP frames, every frame from
+        GUARD_WATCH_CLOSE and while its z is new (`_check_due`),
         and a track whose face a later check finds too alike tries every z and keeps the least
         alike (one change, not one a frame while its readings hover at the limit).
         A face in noisy footage (`noise_sigma` GUARD_NOISY or more) is also read through noise
@@ -488,7 +488,7 @@ class GanCoverer:
         # face 3-5 px off, where SFace read 0.19-0.20 for a face it read 0.36-0.46 at the detection's
         raw = self._apart(self._find(frame, faces, todo), faces)
         shifted = _shifted(faces, todo, raw)
-        e_orig = self._embed(frame, _places(faces, todo, raw=raw, **shifted))
+        e_orig = self._embed(frame, _places(faces, todo, raw=raw))  # at shifted places as needed
         draws = self._noise_draws(frame, faces, todo, frame_index)
         gen = gen.copy()
         # realism is judged at a track's first check at a detected face, where its fake identity
@@ -538,20 +538,32 @@ class GanCoverer:
                     _blend(cand, part)
             self._mirror(cand, frame, crops, faces, todo, positions, everyone)  # as it will be shown
             gen_found = self._find(cand, faces, active)
-            e_cand = self._embed(cand, _places(faces, active, raw=raw, own=self._apart(gen_found, faces), **shifted))
+            e_cand = self._embed(cand, _places(faces, active, raw=raw, own=self._apart(gen_found, faces)))
             noisy = draws.readings(self._embed, cand, active)
+            # fail closed, as `vidanon bench` counts a leak: the highest cosine of the original
+            # and the generated face aligned at the tracked landmarks, at the original's detected
+            # ones and at the generated face's own
+            reading = {}
+            for i in active:
+                origs = [e for (j, at), e in e_orig.items() if j == i and at not in shifted]
+                views = [e for (j, at), e in e_cand.items() if j == i]
+                reading[i] = max(float(np.sum(a * b)) for a in origs for b in views)
+            # and both aligned at each shifted place (`_shifted`) where the reading so far reaches
+            # the shift's level (GUARD_SHIFTS)
+            for level in sorted({lv for _, lv in GUARD_SHIFTS}):
+                at = {
+                    (i, name): shifted[name][i]
+                    for name, (_, lv) in zip(shifted, GUARD_SHIFTS)
+                    for i in active
+                    if lv == level and reading[i] >= level
+                }
+                e_orig.update(self._embed(frame, {key: d for key, d in at.items() if key not in e_orig}))
+                e_cand.update(self._embed(cand, at))
+                for i, name in at:
+                    reading[i] = max(reading[i], float(np.sum(e_orig[i, name] * e_cand[i, name])))
             alike = []
             for i in active:
-                # fail closed, as `vidanon bench` counts a leak: the highest cosine of the original
-                # and the generated face aligned at the tracked landmarks, at the original's detected
-                # ones and at the generated face's own
-                origs = [e for (j, at), e in e_orig.items() if j == i and at not in shifted]
-                views = [e for (j, at), e in e_cand.items() if j == i and at not in shifted]
-                cos = max(float(np.sum(a * b)) for a in origs for b in views)
-                # and both aligned at each shifted place (`_shifted`)
-                for at in shifted:
-                    if (i, at) in e_orig and (i, at) in e_cand:
-                        cos = max(cos, float(np.sum(e_orig[i, at] * e_cand[i, at])))
+                cos = reading[i]
                 # a noisy face: also the highest over the noise draws, and ranked by their mean
                 mean = cos
                 if noisy.get(i):
@@ -590,6 +602,8 @@ class GanCoverer:
             if self.redraws[t] != shown[i]:
                 # another fake person: shown at once, not faded in from the one too like the original
                 self.blend.forget(t)
+            if self.redraws[t] != shown[i] or t not in self.checked:
+                self.since[t] = frame_index
             height = float(faces.xyxy[i, 3] - faces.xyxy[i, 1])
             self.checked[t] = (frame_index, float(vis[i]), bool(faces.state[i] == DETECTED), height, cos)
             # no z passed: the face is filtered until a check finds one that does (fail closed)
@@ -661,19 +675,26 @@ class GanCoverer:
         detection after checks at places only held or backfilled (where the original may show no
         face: stress.py flash was checked on a blurred frame before its face flashed in, and read
         0.41 there), or GUARD_WATCH_GAP frames after a check whose kept face read GUARD_WATCH
-        or more."""
+        or more (every frame where it read GUARD_WATCH_CLOSE or more or its z is new)."""
         track_id = int(faces.track_id[i])
         if track_id < 0:
             return False
         last = self.checked.get(track_id)
         height = max(float(faces.xyxy[i, 3] - faces.xyxy[i, 1]), 1e-6)
+        close = last is not None and (
+            last[4] >= GUARD_WATCH_CLOSE or frame_index - self.since.get(track_id, frame_index) <= GUARD_WATCH_GAP
+        )
         return (
             last is None
             or frame_index - last[0] >= GUARD_RECHECK
             or last[1] - visible >= GUARD_RECHECK_EXIT
             or max(height / max(last[3], 1e-6), last[3] / height) >= GUARD_RECHECK_SCALE
             or (not last[2] and faces.state[i] == DETECTED)
-            or (last[4] >= GUARD_WATCH and track_id not in self.unsafe and frame_index - last[0] >= GUARD_WATCH_GAP)
+            or (
+                last[4] >= GUARD_WATCH
+                and track_id not in self.unsafe
+                and frame_index - last[0] >= (1 if close else GUARD_WATCH_GAP)
+            )
             or (
                 track_id in self.settle
                 and self.settle_checks.get(track_id, 0) < GUARD_SETTLE
@@ -804,6 +825,27 @@ class GanCoverer:
                 if not np.shares_memory(cv2.copyTo(rgb, hard.view(np.uint8), view), out):
                     np.copyto(view, rgb, where=hard[..., None])
         return [(p[0], p[1]) for p in parts]
+
+    def forget_tracks(self) -> None:
+        """Drops everything kept per track: the next faces are new people to the temporal blend
+        and the identity guard (`benchmarks/gan_quality.py` covers each photo, and each seed, anew)."""
+        # per-frame z is DeepPrivacy's behaviour, kept unblended for comparison
+        self.blend = TemporalBlend(self.cfg.temporal_blend if self.cfg.z_mode == "per-track" else 1.0)
+        # identity guard (CoverConfig.identity_guard): per track, how many z were redrawn, and which were checked
+        self.redraws: dict[int, int] = {}
+        self.tried: dict[int, int] = {}  # per track, the highest redraw count tried
+        # track -> (frame of its last check, cover share in view, whether detected there, the
+        # face's height there, the reading of the face it kept)
+        self.checked: dict[int, tuple[int, float, bool, float, float]] = {}
+        self.judged: set[int] = set()  # tracks whose realism was judged (`_guard`)
+        self.since: dict[int, int] = {}  # track -> frame from which it shows its z
+        self.unsafe: set[int] = set()  # tracks whose last check found no z unlike the person: filtered
+        # noisy new tracks: their readings per z (redraw -> [highest, sum of means, checks]) and
+        # how many settling checks they had (`_settle`)
+        self.settle: dict[int, dict[int, list]] = {}
+        self.settle_checks: dict[int, int] = {}
+        self.generated: dict[int, int] = {}  # track -> frame its face was last generated (regenerate_every)
+        self.best_score: dict[int, float] = {}  # track -> its best detection score (`_sure`)
 
     def cover(self, frame: np.ndarray, faces: FaceDetections, frame_index: int) -> np.ndarray:
         """A new frame with every face of `faces` replaced or, if too small, filtered.
